@@ -1,0 +1,21 @@
+"""rmbg_core: BRIA RMBG-1.4 background removal, faithful to the model card, for every front end.
+
+Public API: :func:`load_model`, :func:`remove_background`, :class:`RMBGModel`.
+"""
+
+from .api import remove_background
+from .errors import CheckpointError, DeviceError, HubAccessError, InputError, RMBGError
+from .model import RMBGModel, load_model
+from .version import __version__
+
+__all__ = [
+    "CheckpointError",
+    "DeviceError",
+    "HubAccessError",
+    "InputError",
+    "RMBGError",
+    "RMBGModel",
+    "__version__",
+    "load_model",
+    "remove_background",
+]

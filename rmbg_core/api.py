@@ -1,0 +1,50 @@
+"""``remove_background``: the one-call entry point (image in, mask / cutout / composite out)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from PIL import Image
+
+from .compose import Color, composite, cutout, parse_color, to_pil
+from .images import ImageInput, RGBImage, read_image
+from .model import RMBGModel, load_model
+from .processing import mask_to_uint8
+
+
+def resolve_model(model: RMBGModel | str | os.PathLike | None) -> RMBGModel:
+    """``None`` -> the default ``briaai/RMBG-1.4``; a path or repo id -> ``load_model(model)``."""
+    if isinstance(model, RMBGModel):
+        return model
+    return load_model() if model is None else load_model(model)
+
+
+def render(image: RGBImage, mask: torch.Tensor, *, return_mask: bool = False,
+           background: Color | None = None) -> Image.Image:
+    """Build the requested PIL output from an image and its (H, W) float mask.
+
+    The mask is first quantised exactly as the reference does (truncation to uint8), so the
+    cutout's alpha equals the returned mask for inputs without alpha.
+    """
+    mask8 = mask_to_uint8(mask)
+    if return_mask:
+        return to_pil(mask8)
+    if background is None:
+        return to_pil(cutout(image.pixels, mask8, image.alpha))
+    return to_pil(composite(image.pixels, mask8, background, image.alpha))
+
+
+def remove_background(image: ImageInput, *, model: RMBGModel | str | os.PathLike | None = None,
+                      return_mask: bool = False, background: Color | None = None) -> Image.Image:
+    """Remove the background of one image (path, bytes, PIL, numpy or tensor).
+
+    Returns a mode "L" mask with ``return_mask=True``, an RGB composite on ``background``
+    ("#RRGGBB" or an (r, g, b) tuple) when one is given, and otherwise an RGBA cutout.
+    ``model`` is a loaded :class:`RMBGModel` or anything ``load_model`` accepts (default: BRIA's hub repo).
+    """
+    picture = read_image(image)
+    if background is not None and not return_mask:
+        parse_color(background)  # fail on a bad colour before spending a forward pass
+    mask = resolve_model(model).predict(picture.pixels[None])[0]
+    return render(picture, mask, return_mask=return_mask, background=background)

@@ -1,0 +1,211 @@
+"""Read any image a user may pass (path, bytes, PIL of any mode, numpy, torch) into one RGB(+alpha) form.
+
+The network sees RGB only. 8-bit data stays uint8 so the reference arithmetic is reproduced exactly;
+16-bit and float data become float32 in [0, 1] (scaled, never clipped to white as the reference does).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]
+
+# Float inputs are expected in [0, 1]; small overshoots (from resamplers) are clamped, anything beyond
+# this slack is almost surely 0-255 data and is refused rather than silently saturated.
+FLOAT_SLACK = 0.5
+EIGHT_BIT_MODES = {"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
+
+
+@dataclass
+class RGBImage:
+    """One image ready for the network: ``pixels`` (H, W, 3) and optional ``alpha`` (H, W).
+
+    Both are uint8 for 8-bit sources and float32 in [0, 1] otherwise; ``name`` is used in messages.
+    """
+
+    pixels: torch.Tensor
+    alpha: torch.Tensor | None
+    name: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+
+def describe(image: Any) -> str:
+    """A short name for ``image`` in error messages: the path for files, the type otherwise."""
+    if isinstance(image, (str, os.PathLike)):
+        return os.fspath(image)
+    if isinstance(image, Image.Image):
+        filename = getattr(image, "filename", "")
+        return filename or f"<PIL image mode={image.mode} size={image.size[0]}x{image.size[1]}>"
+    if isinstance(image, np.ndarray):
+        return f"<numpy array shape={tuple(image.shape)} dtype={image.dtype}>"
+    if isinstance(image, torch.Tensor):
+        return f"<tensor shape={tuple(image.shape)} dtype={image.dtype}>"
+    if isinstance(image, (bytes, bytearray)):
+        return f"<{len(image)} bytes>"
+    return f"<{type(image).__name__}>"
+
+
+def read_image(image: ImageInput, name: str | None = None) -> RGBImage:
+    """Turn one image of any supported kind into an :class:`RGBImage`, or raise :class:`InputError`."""
+    name = name or describe(image)
+    if isinstance(image, (str, os.PathLike, bytes, bytearray)) or hasattr(image, "read"):
+        return _from_pil(open_image(image, name), name)
+    if isinstance(image, Image.Image):
+        return _from_pil(exif_transpose(image), name)
+    if isinstance(image, np.ndarray):
+        return _from_array(torch.from_numpy(_native_byte_order(image)), name)
+    if isinstance(image, torch.Tensor):
+        tensor = image.detach()
+        if tensor.dim() == 4:
+            if tensor.shape[0] != 1:
+                raise InputError(f"{name}: a batch of {tensor.shape[0]} images was given where one image "
+                                 "is expected; use RMBGModel.predict for batches")
+            tensor = tensor[0]
+        return _from_array(tensor.cpu(), name)
+    raise InputError(f"{name}: unsupported input type {type(image).__name__}; pass a file path, bytes, "
+                     "a PIL image, a numpy array (H, W[, C]) or a torch tensor ([1,] H, W, C)")
+
+
+def open_image(source: str | os.PathLike | bytes | Any, name: str | None = None) -> Image.Image:
+    """Open and fully decode an image file (or bytes / binary file object), EXIF orientation applied."""
+    name = name or describe(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"{name}: no such file")
+        if path.is_dir():
+            raise InputError(f"{name}: is a folder, not an image file")
+        if path.stat().st_size == 0:
+            raise InputError(f"{name}: empty file")
+    elif isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise InputError(f"{name}: empty data")
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as opened:
+                opened.load()
+                exif_transpose(opened, in_place=True)
+                return opened
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{name}: image too large to decode safely ({exc}); raise "
+                         "PIL.Image.MAX_IMAGE_PIXELS if you trust this file") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{name}: not an image file (or a format Pillow cannot read)") from None
+    except PermissionError:
+        raise InputError(f"{name}: permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InputError(f"{name}: corrupt or truncated image ({exc})") from None
+
+
+def exif_transpose(image: Image.Image, in_place: bool = False) -> Image.Image:
+    """Apply the EXIF orientation tag (as transformers' ``load_image`` does); a broken tag is ignored.
+
+    Returns the rotated image, or ``image`` itself when there is nothing to do (never a needless copy).
+    """
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+        if orientation in (None, 1):
+            return image
+        if in_place:
+            ImageOps.exif_transpose(image, in_place=True)
+            return image
+        return ImageOps.exif_transpose(image)
+    except Exception:  # malformed EXIF must not make an otherwise good photo unreadable
+        return image
+
+
+def _native_byte_order(array: np.ndarray) -> np.ndarray:
+    """torch cannot wrap big-endian arrays (e.g. from PIL's I;16B); swap them to native order."""
+    if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and not np.little_endian):
+        return array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def _from_pil(image: Image.Image, name: str) -> RGBImage:
+    mode = image.mode
+    try:
+        if mode == "P" and "transparency" in image.info:
+            image, mode = image.convert("RGBA"), "RGBA"
+        if mode.startswith("I") or mode == "F":
+            return _from_array(_deep_gray(image), name)
+        if mode in ALPHA_MODES:
+            if mode == "La":  # Pillow converts premultiplied La only to LA
+                image = image.convert("LA")
+            rgba = np.asarray(image.convert("RGBA"))
+            return RGBImage(torch.from_numpy(rgba[..., :3].copy()), torch.from_numpy(rgba[..., 3].copy()), name)
+        if mode in EIGHT_BIT_MODES:
+            return RGBImage(torch.from_numpy(np.asarray(image.convert("RGB")).copy()), None, name)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{name}: cannot convert PIL mode {mode!r} to RGB ({exc})") from None
+    raise InputError(f"{name}: unsupported PIL image mode {mode!r}")
+
+
+def _deep_gray(image: Image.Image) -> torch.Tensor:
+    """16/32-bit integer or float grey PIL image as float32 in [0, 1]: I;16 and I use the 16-bit range,
+    F uses Pillow's own 0-255 convention (what ``convert("L")`` assumes)."""
+    array = _native_byte_order(np.asarray(image)).astype(np.float32)
+    scale = 255.0 if image.mode == "F" else 65535.0
+    return torch.from_numpy(np.clip(array / scale, 0.0, 1.0))
+
+
+def _from_array(data: torch.Tensor, name: str) -> RGBImage:
+    """(H, W) or (H, W, C) array with C in 1..4 (grey, grey+alpha, RGB, RGBA) into an RGBImage."""
+    if data.dim() == 2:
+        data = data[..., None]
+    if data.dim() != 3 or data.shape[-1] not in (1, 2, 3, 4):
+        hint = " (channels first? use channels last: H, W, C)" if data.dim() == 3 and data.shape[0] in (1, 3, 4) else ""
+        raise InputError(f"{name}: expected shape (H, W) or (H, W, C) with C in 1-4, got {tuple(data.shape)}{hint}")
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise InputError(f"{name}: image has zero size {tuple(data.shape[:2])}")
+    data = normalise_values(data, name)
+    pixels, alpha = split_channels(data)
+    return RGBImage(pixels, alpha, name)
+
+
+def normalise_values(data: torch.Tensor, name: str) -> torch.Tensor:
+    """Keep uint8 as is; scale uint16 and bool to float32 [0, 1]; check and clamp float data to [0, 1]."""
+    if data.dtype == torch.uint8:
+        return data
+    if data.dtype == torch.bool:
+        return data.to(torch.float32)
+    if data.dtype == torch.uint16:
+        return data.to(torch.float32) / 65535.0
+    if not data.is_floating_point():
+        raise InputError(f"{name}: unsupported dtype {data.dtype}; use uint8, uint16 or float in [0, 1]")
+    data = data.to(torch.float32)
+    if data.numel():
+        low, high = float(data.min()), float(data.max())
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise InputError(f"{name}: image contains NaN or infinite values")
+        if low < -FLOAT_SLACK or high > 1.0 + FLOAT_SLACK:
+            raise InputError(f"{name}: float images must hold values in [0, 1], got [{low:g}, {high:g}] "
+                             "(divide 0-255 data by 255)")
+        if low < 0.0 or high > 1.0:
+            data = data.clamp(0.0, 1.0)
+    return data
+
+
+def split_channels(data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Split (..., C) data into RGB (..., 3) and alpha (...) or None; grey is repeated to three channels."""
+    channels = data.shape[-1]
+    alpha = data[..., -1] if channels in (2, 4) else None
+    colour = data[..., :3] if channels >= 3 else data[..., :1].expand(*data.shape[:-1], 3)
+    return colour, alpha

@@ -1,0 +1,138 @@
+"""``RMBGModel``: a loaded network bound to a device and dtype, predicting masks batch-wise; ``load_model``."""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Callable, Sequence
+
+import torch
+
+from .errors import InputError
+from .images import normalise_values, split_channels
+from .network import ISNet
+from .processing import MODEL_INPUT_SIZE, postprocess, preprocess
+from .runtime import dtype_name, resolve_device, resolve_dtype
+from .weights import DEFAULT_SOURCE, build_network, locate_checkpoint, read_state_dict
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class RMBGModel:
+    """The RMBG-1.4 "session": an :class:`ISNet` in eval mode on one device, in one dtype.
+
+    ``predict`` takes channels-last images (ComfyUI's IMAGE layout) and returns masks at input size.
+    """
+
+    def __init__(self, network: ISNet, *, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, source: str = "<network>") -> None:
+        self.network = network.eval().requires_grad_(False)
+        self.source = source
+        self.device = torch.device("cpu")
+        self.dtype = dtype
+        self.to(device, dtype)
+
+    def __repr__(self) -> str:
+        return f"RMBGModel(source={self.source!r}, device='{self.device}', dtype={dtype_name(self.dtype)})"
+
+    def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> "RMBGModel":
+        """Move (and optionally cast) the network in place, e.g. to offload it to the CPU; returns self."""
+        target = self.device if device is None else _concrete(resolve_device(device))
+        target_dtype = self.dtype if dtype is None else resolve_dtype(dtype, target)
+        self.network.to(device=target, dtype=target_dtype)
+        self.device, self.dtype = target, target_dtype
+        return self
+
+    def predict(self, images: torch.Tensor | Sequence[torch.Tensor], *, batch_size: int = 1,
+                input_size: tuple[int, int] = MODEL_INPUT_SIZE,
+                callback: ProgressCallback | None = None) -> torch.Tensor | list[torch.Tensor]:
+        """Masks for a batch: (B, H, W, C) tensor in, (B, H, W) float32 masks in [0, 1] on the CPU out.
+
+        A list of (H, W, C) tensors of different sizes gives a list of (H, W) masks. C is 1-4 (grey,
+        grey+alpha, RGB, RGBA; alpha is ignored); values are uint8 0-255 or float 0-1. Work runs in
+        chunks of ``batch_size`` so memory stays bounded; every mask is min-max normalised on its
+        own, so results equal one-at-a-time. ``callback(done, total)`` runs after each chunk (it
+        may raise to cancel).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if isinstance(images, torch.Tensor):
+            if images.dim() != 4:
+                raise InputError(f"expected a (B, H, W, C) image batch, got shape {tuple(images.shape)}")
+            rgb, _ = split_channels(_checked(images, "image batch"))
+            masks = torch.empty(rgb.shape[:3], dtype=torch.float32)
+            for start in range(0, len(rgb), batch_size):
+                masks[start:start + batch_size] = self._predict_same_size(rgb[start:start + batch_size], input_size)
+                _report(callback, min(start + batch_size, len(rgb)), len(rgb))
+            return masks
+        items = [split_channels(_checked(image, f"image {i}", single=True))[0] for i, image in enumerate(images)]
+        results: list[torch.Tensor] = []
+        for start in range(0, len(items), batch_size):
+            results.extend(self._predict_mixed_sizes(items[start:start + batch_size], input_size))
+            _report(callback, len(results), len(items))
+        return results
+
+    @torch.inference_mode()
+    def _predict_same_size(self, rgb: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
+        network_input = preprocess(rgb.to(self.device), input_size, self.dtype)
+        return postprocess(self.network(network_input), tuple(rgb.shape[1:3])).cpu()
+
+    @torch.inference_mode()
+    def _predict_mixed_sizes(self, items: list[torch.Tensor], input_size: tuple[int, int]) -> list[torch.Tensor]:
+        network_input = torch.cat([preprocess(item[None].to(self.device), input_size, self.dtype) for item in items])
+        prediction = self.network(network_input)
+        return [postprocess(prediction[i:i + 1], tuple(item.shape[:2]))[0].cpu() for i, item in enumerate(items)]
+
+
+def _checked(images: torch.Tensor, name: str, single: bool = False) -> torch.Tensor:
+    """Validate layout (channels last, C in 1-4) and values of an image tensor."""
+    if single and images.dim() == 4 and images.shape[0] == 1:
+        images = images[0]
+    if images.dim() != (3 if single else 4) or images.shape[-1] not in (1, 2, 3, 4):
+        raise InputError(f"{name}: expected channels-last {'(H, W, C)' if single else '(B, H, W, C)'} "
+                         f"with C in 1-4, got shape {tuple(images.shape)}")
+    if images.shape[-2] == 0 or images.shape[-3] == 0:
+        raise InputError(f"{name}: image has zero size")
+    return normalise_values(images.detach(), name)
+
+
+def _report(callback: ProgressCallback | None, done: int, total: int) -> None:
+    if callback is not None:
+        callback(done, total)
+
+
+def _concrete(device: torch.device) -> torch.device:
+    """``cuda`` -> ``cuda:N`` (the current device), so device comparisons are exact."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+_LOADED: "weakref.WeakValueDictionary[tuple, RMBGModel]" = weakref.WeakValueDictionary()
+_LOADED_LOCK = threading.Lock()
+
+
+def load_model(source: str | os.PathLike = DEFAULT_SOURCE, *, device: str | torch.device = "auto",
+               dtype: str | torch.dtype = "auto", revision: str | None = None, token: str | bool | None = None,
+               cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None) -> RMBGModel:
+    """Load RMBG-1.4 weights from a hub repo id, a folder or a checkpoint file onto ``device``.
+
+    Loads are shared while alive: the same checkpoint on the same device and dtype returns the same
+    model; different checkpoints, devices or dtypes are independent models.
+    """
+    target = _concrete(resolve_device(device))
+    target_dtype = resolve_dtype(dtype, target)
+    path = locate_checkpoint(source, revision=revision, token=token, cache_dir=cache_dir,
+                             local_files_only=local_files_only)
+    stat = path.stat()
+    key = (os.fspath(path.resolve()), stat.st_size, stat.st_mtime_ns, str(target), target_dtype)
+    with _LOADED_LOCK:
+        model = _LOADED.get(key)
+        if model is not None and model.device == target and model.dtype == target_dtype:
+            return model
+        network = build_network(read_state_dict(path), target_dtype, source=os.fspath(path))
+        model = RMBGModel(network, device=target, dtype=target_dtype, source=os.fspath(source))
+        _LOADED[key] = model
+        return model
+

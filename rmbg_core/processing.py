@@ -1,0 +1,92 @@
+"""Pre- and post-processing of the RMBG-1.4 model card, in torch, batch-wise and memory-lean.
+
+Reference (model card): ``F.interpolate(rgb_float, size=[1024, 1024], mode="bilinear")``, ``/255``,
+``-0.5``; output: first map, bilinear back to the input size, min-max per image, ``*255``, uint8 by
+truncation. The input resize here is the same arithmetic done a band of rows at a time, so a 24 MP
+photo never gets a full-resolution float copy.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+MODEL_INPUT_SIZE = (1024, 1024)
+# Elements of float work per band of rows in the input resize (bounds its temporary memory).
+RESIZE_BAND_ELEMENTS = 1 << 22
+# Saliency maps are sigmoids in [0, 1]; a range this small is float rounding, not a prediction.
+CONSTANT_SPAN = 1e-5
+
+
+def linear_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Source indices and weights of bilinear resampling, as ``F.interpolate(align_corners=False)``.
+
+    Returns ``(index0, index1, weight0, weight1)`` for every output position.
+    """
+    scale = torch.tensor(in_size, dtype=torch.float32) / out_size
+    position = (torch.arange(out_size, dtype=torch.float32) + 0.5) * scale - 0.5
+    position = position.clamp_(min=0.0)
+    index0 = position.to(torch.int64).clamp_(max=in_size - 1)
+    index1 = (index0 + 1).clamp_(max=in_size - 1)
+    weight1 = position - index0
+    weight0 = 1.0 - weight1
+    return index0.to(device), index1.to(device), weight0.to(device), weight1.to(device)
+
+
+def resize_bilinear(images: torch.Tensor, size: tuple[int, int], scale: float = 1.0) -> torch.Tensor:
+    """Resize channels-last ``images`` (B, H, W, C) of any dtype to float32 (B, h, w, C), times ``scale``.
+
+    Equal (to float rounding) to ``F.interpolate`` on the float tensor, but works a band of output
+    rows at a time from the original dtype, so no full-size float copy of the input is ever made.
+    """
+    batch, height, width, channels = images.shape
+    out_h, out_w = size
+    device = images.device
+    row0, row1, row_w0, row_w1 = linear_taps(height, out_h, device)
+    col0, col1, col_w0, col_w1 = linear_taps(width, out_w, device)
+    col_w0 = col_w0[:, None]
+    col_w1 = col_w1[:, None]
+    out = torch.empty((batch, out_h, out_w, channels), dtype=torch.float32, device=device)
+    band = max(1, RESIZE_BAND_ELEMENTS // max(1, batch * width * channels))
+    for start in range(0, out_h, band):
+        stop = min(out_h, start + band)
+        rows = torch.cat((row0[start:stop], row1[start:stop]))
+        picked = images.index_select(1, rows).to(torch.float32)
+        if scale != 1.0:
+            picked.mul_(scale)
+        across = picked[:, :, col0] * col_w0 + picked[:, :, col1] * col_w1
+        top, bottom = across.split(stop - start, dim=1)
+        out[:, start:stop] = (top * row_w0[start:stop, None, None]
+                              + bottom * row_w1[start:stop, None, None])
+    return out
+
+
+def preprocess(images: torch.Tensor, size: tuple[int, int] = MODEL_INPUT_SIZE,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Channels-last RGB batch (B, H, W, 3), uint8 0-255 or float 0-1, to the network input (B, 3, h, w).
+
+    The result is channels-last in memory (what fast convolution kernels prefer) and in ``dtype``.
+    """
+    scale = 1.0 if images.dtype == torch.uint8 else 255.0
+    resized = resize_bilinear(images, size, scale)
+    resized.div_(255.0).sub_(0.5)
+    return resized.permute(0, 3, 1, 2).to(dtype)
+
+
+def postprocess(prediction: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Network map (B, 1, h, w) to masks (B, H, W) float32 in [0, 1] at ``size``, min-max per image.
+
+    A constant map (range below ``CONSTANT_SPAN``, i.e. flat up to float rounding) gives an all-zero
+    mask instead of the reference's 0/0 NaNs or amplified rounding noise.
+    """
+    masks = F.interpolate(prediction.to(torch.float32), size=size, mode="bilinear", align_corners=False)[:, 0]
+    low = masks.amin(dim=(1, 2), keepdim=True)
+    span = masks.amax(dim=(1, 2), keepdim=True) - low
+    flat = span <= CONSTANT_SPAN
+    masks.sub_(low).div_(torch.where(flat, torch.ones_like(span), span))
+    return masks.masked_fill_(flat, 0.0)
+
+
+def mask_to_uint8(masks: torch.Tensor) -> torch.Tensor:
+    """Masks in [0, 1] to uint8 by truncation, exactly as the reference's ``(m * 255).astype(uint8)``."""
+    return (masks * 255).to(torch.uint8)

@@ -1,0 +1,176 @@
+"""Find an RMBG-1.4 checkpoint (file, folder or Hugging Face repo), read it, and build the network strictly.
+
+Hub downloads go through ``huggingface_hub`` so its cache, revisions, tokens and ``HF_HUB_OFFLINE``
+all apply; every failure becomes a :class:`CheckpointError` that says what to do about it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from .errors import CheckpointError, HubAccessError
+from .network import ISNet
+
+DEFAULT_SOURCE = "briaai/RMBG-1.4"
+HUB_FILENAMES = ("model.safetensors", "model.pth")
+FOLDER_FILENAMES = ("model.safetensors", "model.pth", "pytorch_model.bin")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+# Wrappers some tools put around a state dict: {"state_dict": {...}} and key prefixes like "module.".
+WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+KEY_PREFIXES = ("module.", "model.", "net.")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def locate_checkpoint(source: str | os.PathLike = DEFAULT_SOURCE, *, revision: str | None = None,
+                      token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
+                      local_files_only: bool | None = None) -> Path:
+    """Return the local path of the checkpoint named by ``source`` (file, folder, or hub repo id)."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        return find_in_folder(path)
+    text = os.fspath(source)
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES or not _REPO_ID.match(text):
+        raise CheckpointError(f"{text}: no such checkpoint file or folder (nor a Hugging Face repo id "
+                              "like 'briaai/RMBG-1.4')")
+    return download_from_hub(text, revision=revision, token=token, cache_dir=cache_dir,
+                             local_files_only=local_files_only)
+
+
+def find_in_folder(folder: Path) -> Path:
+    """The checkpoint inside ``folder``: a conventional name first, else its only checkpoint file."""
+    for name in FOLDER_FILENAMES:
+        if (folder / name).is_file():
+            return folder / name
+    candidates = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise CheckpointError(f"{folder}: folder holds no checkpoint (looked for "
+                              f"{', '.join(FOLDER_FILENAMES)} or any {'/'.join(CHECKPOINT_SUFFIXES)} file)")
+    raise CheckpointError(f"{folder}: folder holds several checkpoints "
+                          f"({', '.join(p.name for p in candidates[:5])}); pass the file itself")
+
+
+def download_from_hub(repo_id: str, *, revision: str | None = None, token: str | bool | None = None,
+                      cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
+                      local_dir: str | os.PathLike | None = None) -> Path:
+    """Fetch (or find in the cache) ``model.safetensors``, falling back to ``model.pth``, of a hub repo."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import errors as hub_errors
+
+    remote_missing = getattr(hub_errors, "RemoteEntryNotFoundError", hub_errors.EntryNotFoundError)
+    offline = bool(local_files_only) or bool(constants.HF_HUB_OFFLINE)
+    page = f"https://huggingface.co/{repo_id}"
+    unreachable = False
+    for filename in HUB_FILENAMES:
+        try:
+            return Path(hf_hub_download(repo_id, filename, revision=revision, token=token, cache_dir=cache_dir,
+                                        local_dir=local_dir, local_files_only=offline or unreachable))
+        except hub_errors.GatedRepoError:
+            raise HubAccessError(f"{repo_id} is a gated model: accept its licence at {page} while logged "
+                                 "in, then run `hf auth login` (or set HF_TOKEN, or pass token=...)") from None
+        except hub_errors.RepositoryNotFoundError:
+            raise HubAccessError(f"{repo_id}: no such model on the Hugging Face Hub, or it is private "
+                                 "(check the name; log in or pass a token if it is yours)") from None
+        except hub_errors.RevisionNotFoundError:
+            raise HubAccessError(f"{repo_id}: revision {revision!r} does not exist") from None
+        except hub_errors.LocalEntryNotFoundError:
+            unreachable = True  # nothing cached and no connection: only the cache is worth trying now
+        except remote_missing:
+            continue
+        except (hub_errors.HfHubHTTPError, OSError) as exc:
+            raise HubAccessError(f"{repo_id}: download of {filename} failed ({exc})") from None
+    if offline or unreachable:
+        why = "offline mode is on (HF_HUB_OFFLINE=1 or local_files_only)" if offline else "the Hub is unreachable"
+        raise HubAccessError(f"{repo_id}: {why} and no copy is cached; download it once while online, or pass "
+                             "a local checkpoint file or folder instead")
+    raise HubAccessError(f"{repo_id}: the repository has neither {' nor '.join(HUB_FILENAMES)}")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` or torch-pickled (``weights_only``) checkpoint into a flat state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty")
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(os.fspath(path), framework="pt") as handle:
+                state = {key: handle.get_tensor(key) for key in handle.keys()}
+        except Exception as exc:  # safetensors raises its own SafetensorError and others for bad headers
+            raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, ImportError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint holding only tensors ({first_line})") from None
+    return unwrap_state_dict(state, path)
+
+
+def unwrap_state_dict(state: object, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Peel common wrappers (``{"state_dict": ...}``, ``module.`` prefixes) off a loaded checkpoint."""
+    if isinstance(state, Mapping):
+        for key in WRAPPER_KEYS:
+            if isinstance(state.get(key), Mapping):
+                state = state[key]
+                break
+    if not isinstance(state, Mapping) or not state:
+        raise CheckpointError(f"{path}: checkpoint does not hold a state dict of tensors")
+    non_tensors = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    if non_tensors:
+        raise CheckpointError(f"{path}: checkpoint entries are not tensors: {', '.join(map(str, non_tensors[:5]))}")
+    state = dict(state)
+    for prefix in KEY_PREFIXES:
+        if all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix):]: value for key, value in state.items()}
+    return state
+
+
+def build_network(state: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32,
+                  source: str = "checkpoint") -> ISNet:
+    """An :class:`ISNet` in eval mode holding ``state`` (strict keys and shapes), cast to ``dtype``.
+
+    The network is built on the meta device and takes the checkpoint's tensors as its own, so the
+    weights exist once in memory. Missing ``num_batches_tracked`` counters (unused at inference)
+    are the only tolerated difference.
+    """
+    with torch.device("meta"):
+        network = ISNet()
+    expected = network.state_dict()
+    check_keys(state, expected, source)
+    for key in list(state):
+        value = state[key]
+        state[key] = value.to(dtype) if value.is_floating_point() else value
+    for key in expected:
+        if key not in state:
+            state[key] = torch.zeros((), dtype=torch.long)
+    network.load_state_dict(state, strict=True, assign=True)
+    return network.eval().requires_grad_(False)
+
+
+def check_keys(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise a :class:`CheckpointError` naming the first differing keys if ``state`` is not an RMBG-1.4."""
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
+                  for k in expected if k in state and state[k].shape != expected[k].shape]
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+        if keys:
+            more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+            parts.append(f"{len(keys)} {label}: {', '.join(keys[:5])}{more}")
+    raise CheckpointError(f"{source}: not an RMBG-1.4 (IS-Net) checkpoint; " + "; ".join(parts))

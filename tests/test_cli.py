@@ -1,0 +1,27 @@
+"""The rmbg console script: --version, --help, and clean errors."""
+
+import subprocess
+import sys
+
+import rmbg_core
+from rmbg_core.cli import main
+
+
+def test_version_and_help(capsys):
+    for argv in (["--version"], ["--help"]):
+        try:
+            main(argv)
+        except SystemExit as exit_:
+            assert exit_.code == 0
+    out = capsys.readouterr().out
+    assert f"rmbg {rmbg_core.__version__}" in out and "usage: rmbg" in out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage: rmbg" in capsys.readouterr().out
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "rmbg_core.cli", "--version"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("rmbg ")

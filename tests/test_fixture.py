@@ -1,0 +1,29 @@
+"""Real trained weights (../shared/fixtures/isnet-real): masks equal the reference's within 1 grey level."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rmbg_core import remove_background
+from rmbg_core.weights import build_network, read_state_dict
+
+from conftest import FIXTURE_PHOTOS
+
+
+def test_fixture_loads_with_strict_keys(fixture_dir):
+    state = read_state_dict(fixture_dir / "model.safetensors")
+    assert len(state) == 798
+    network = build_network(dict(state))
+    assert torch.equal(network.conv_in.weight, state["conv_in.weight"].float())
+
+
+@pytest.mark.parametrize("name", FIXTURE_PHOTOS)
+def test_float32_cpu_masks_match_reference(real_model, fixture_dir, name):
+    mask = np.asarray(remove_background(fixture_dir / f"{name}.png", model=real_model, return_mask=True)).astype(int)
+    expected = np.asarray(Image.open(fixture_dir / f"{name}.mask.png")).astype(int)
+    assert mask.shape == expected.shape
+    diff = np.abs(mask - expected)
+    assert diff.max() <= 1, f"{name}: max diff {diff.max()}"
+    assert diff.mean() < 0.01, f"{name}: mean diff {diff.mean()}"
+    assert expected.max() > 200 and expected.min() < 50, "the expected mask is a real, non-trivial mask"

@@ -1,0 +1,217 @@
+"""Checkpoint loading: files, folders, the hub (through a local fake), strict keys, clear errors."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import rmbg_core
+from rmbg_core import CheckpointError, HubAccessError, load_model
+from rmbg_core.weights import build_network, locate_checkpoint, read_state_dict
+
+from conftest import REPO, SMALL_INPUT, random_state_dict
+from fake_hub import COMMIT, FakeHub, serve
+
+
+@pytest.fixture(scope="module")
+def state():
+    return random_state_dict(0)
+
+
+def outputs_equal(a, b) -> bool:
+    x = torch.rand(1, 40, 40, 3)
+    return torch.equal(a.predict(x, input_size=SMALL_INPUT), b.predict(x, input_size=SMALL_INPUT))
+
+
+def test_safetensors_file_loads_strictly(checkpoint_file, state):
+    model = load_model(checkpoint_file, device="cpu")
+    loaded = model.network.state_dict()
+    assert loaded.keys() == state.keys()
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    assert model.dtype == torch.float32 and model.device == torch.device("cpu")
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pt", ".bin"])
+def test_pickled_checkpoints_load(tmp_path, state, suffix, random_model):
+    path = tmp_path / f"weights{suffix}"
+    torch.save(state, path)
+    assert outputs_equal(load_model(path, device="cpu"), random_model)
+
+
+def test_folder_with_model_pth_loads(tmp_path, state, random_model):
+    torch.save(state, tmp_path / "model.pth")
+    assert outputs_equal(load_model(tmp_path, device="cpu"), random_model)
+
+
+def test_fp16_checkpoint_loads_as_float32(tmp_path, state):
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, str(tmp_path / "half.safetensors"))
+    model = load_model(tmp_path / "half.safetensors", device="cpu", dtype="float32")
+    weight = model.network.conv_in.weight
+    assert weight.dtype == torch.float32
+    assert torch.equal(weight, state["conv_in.weight"].half().float())
+
+
+def test_wrapped_and_prefixed_state_dicts_are_unwrapped(tmp_path, state):
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "wrapped.pth")
+    assert read_state_dict(tmp_path / "wrapped.pth").keys() == state.keys()
+
+
+def test_missing_num_batches_tracked_is_tolerated(state):
+    trimmed = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    network = build_network(trimmed)
+    assert torch.equal(network.conv_in.weight, state["conv_in.weight"])
+
+
+def test_missing_and_unexpected_keys_are_named(state):
+    broken = dict(state)
+    del broken["stage3.rebnconv2.conv_s1.weight"]
+    broken["extra.head.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError) as info:
+        build_network(broken, source="ckpt")
+    message = str(info.value)
+    assert "1 missing: stage3.rebnconv2.conv_s1.weight" in message
+    assert "1 unexpected: extra.head.weight" in message
+
+
+def test_wrong_shapes_are_named(state):
+    broken = dict(state)
+    broken["side1.weight"] = torch.zeros(2, 64, 3, 3)
+    with pytest.raises(CheckpointError, match=r"wrong shape: side1.weight \(2, 64, 3, 3\) \(expected \(1, 64, 3, 3\)\)"):
+        build_network(broken)
+
+
+def test_other_architecture_lists_first_keys_and_count(tmp_path):
+    other = {f"layer{i}.weight": torch.zeros(3) for i in range(9)}
+    save_file(other, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match=r"not an RMBG-1.4 .*9 unexpected: layer0.weight.* and 4 more"):
+        load_model(tmp_path / "other.safetensors", device="cpu")
+
+
+@pytest.mark.parametrize("name,content,reason", [
+    ("empty.safetensors", b"", "empty"),
+    ("text.safetensors", b"this is not a checkpoint", "not a valid safetensors file"),
+    ("junk.pth", b"\x00\x01garbage" * 10, "not a PyTorch checkpoint"),
+])
+def test_broken_files_give_clear_errors(tmp_path, name, content, reason):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(CheckpointError, match=reason) as info:
+        load_model(tmp_path / name, device="cpu")
+    assert name in str(info.value)
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_pickle_with_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps({"conv_in.weight": Payload()}, protocol=2))
+    with pytest.raises(CheckpointError, match="only tensors"):
+        load_model(path, device="cpu")
+
+
+def test_missing_path_and_folder_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        locate_checkpoint(tmp_path / "nope.safetensors")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        locate_checkpoint("weights/rmbg.pth")
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        locate_checkpoint(tmp_path)
+    (tmp_path / "a.safetensors").write_bytes(b"x")
+    (tmp_path / "b.pth").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="several checkpoints"):
+        locate_checkpoint(tmp_path)
+
+
+def test_loads_are_shared_per_source_device_dtype(checkpoint_file, checkpoint_dir, tmp_path, state):
+    first = load_model(checkpoint_file, device="cpu")
+    assert load_model(checkpoint_dir, device="cpu") is first
+    assert load_model(checkpoint_file, device="cpu", dtype="bfloat16") is not first
+    other_state = random_state_dict(1)
+    save_file(other_state, str(tmp_path / "other.safetensors"))
+    other = load_model(tmp_path / "other.safetensors", device="cpu")
+    assert other is not first
+    assert not outputs_equal(other, first)
+    assert torch.equal(first.network.conv_in.weight, state["conv_in.weight"])
+
+
+def test_model_moves_between_dtypes_and_back(checkpoint_file):
+    model = load_model(checkpoint_file, device="cpu", dtype="float32")
+    moved = model.to("cpu", dtype="bfloat16")
+    assert moved is model and model.network.conv_in.weight.dtype == torch.bfloat16
+    model.to(dtype="float32")
+    assert load_model(checkpoint_file, device="cpu", dtype="float32") is model
+
+
+# ---- Hugging Face Hub: cache layout, revisions, tokens, gated repos, offline mode -------------------------
+
+@pytest.fixture
+def online(monkeypatch):
+    """Lift the suite's offline guard and point huggingface_hub at a fake hub on 127.0.0.1."""
+    from huggingface_hub import constants
+
+    hub = FakeHub()
+    with serve(hub):
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        yield hub
+
+
+def test_hub_download_uses_cache_revision_and_token(online, checkpoint_file, tmp_path):
+    data = checkpoint_file.read_bytes()
+    online.files[("acme/rmbg", "v1", "model.safetensors")] = data
+    cache = tmp_path / "cache"
+    model = load_model("acme/rmbg", device="cpu", revision="v1", token="secret-token", cache_dir=cache)
+    assert (cache / "models--acme--rmbg" / "snapshots" / COMMIT / "model.safetensors").read_bytes() == data
+    assert ("GET", "/acme/rmbg/resolve/v1/model.safetensors", "Bearer secret-token") in online.requests
+    assert isinstance(model, rmbg_core.RMBGModel)
+    online.requests.clear()
+    path = locate_checkpoint("acme/rmbg", revision="v1", cache_dir=cache, local_files_only=True)
+    assert path.read_bytes() == data and online.requests == []
+
+
+def test_hub_falls_back_to_model_pth(online, state, tmp_path):
+    buffer = tmp_path / "model.pth"
+    torch.save(state, buffer)
+    online.files[("acme/old", "main", "model.pth")] = buffer.read_bytes()
+    path = locate_checkpoint("acme/old", cache_dir=tmp_path / "cache")
+    assert path.name == "model.pth"
+
+
+def test_gated_repo_says_accept_licence_and_log_in(online, tmp_path):
+    online.gated.add("briaai/RMBG-1.4")
+    with pytest.raises(HubAccessError) as info:
+        load_model("briaai/RMBG-1.4", device="cpu", cache_dir=tmp_path)
+    message = str(info.value)
+    assert "gated" in message and "https://huggingface.co/briaai/RMBG-1.4" in message
+    assert "hf auth login" in message and "token" in message
+
+
+def test_unknown_repo_and_missing_files(online, tmp_path):
+    with pytest.raises(HubAccessError, match="no such model"):
+        locate_checkpoint("nobody/nothing", cache_dir=tmp_path)
+    online.files[("acme/empty", "main", "README.md")] = b"hi"
+    with pytest.raises(HubAccessError, match="neither model.safetensors nor model.pth"):
+        locate_checkpoint("acme/empty", cache_dir=tmp_path)
+
+
+def test_offline_without_cache_is_one_clear_message(tmp_path):
+    with pytest.raises(HubAccessError, match="offline mode is on .* no copy is cached"):
+        load_model("briaai/RMBG-1.4", device="cpu", cache_dir=tmp_path)
+
+
+def test_hf_hub_offline_env_is_honoured_end_to_end(tmp_path):
+    """A fresh process with HF_HUB_OFFLINE=1: the default source fails fast with the offline message."""
+    code = "import rmbg_core; rmbg_core.load_model()"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode != 0
+    assert "HubAccessError: briaai/RMBG-1.4: offline mode is on" in result.stderr
