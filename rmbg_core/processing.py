@@ -8,8 +8,12 @@ photo never gets a full-resolution float copy.
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn.functional as F
+
+from .errors import InputError
 
 MODEL_INPUT_SIZE = (1024, 1024)
 # Elements of float work per band of rows in the input resize (bounds its temporary memory).
@@ -90,3 +94,30 @@ def postprocess(prediction: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
 def mask_to_uint8(masks: torch.Tensor) -> torch.Tensor:
     """Masks in [0, 1] to uint8 by truncation, exactly as the reference's ``(m * 255).astype(uint8)``."""
     return (masks * 255).to(torch.uint8)
+
+
+def check_input_size(size: int | tuple[int, int] | list[int], name: str = "input_size") -> tuple[int, int]:
+    """Validate a network input size: ``(height, width)`` of positive ints, or one int for a square.
+
+    Front ends call this before any work, so a bad size is a one-line :class:`InputError` instead
+    of a torch traceback from deep inside the resize.
+    """
+    values = (size, size) if _is_int(size) else size
+    try:
+        height, width = values
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be (height, width) or one int, got {size!r}") from None
+    if not (_is_int(height) and _is_int(width) and height > 0 and width > 0):
+        raise InputError(f"{name} must hold two positive integers (height, width), got {size!r}")
+    return operator.index(height), operator.index(width)
+
+
+def _is_int(value: object) -> bool:
+    """True for Python and numpy integers, False for bools and floats."""
+    if isinstance(value, bool):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
