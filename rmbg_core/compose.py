@@ -78,9 +78,10 @@ def composite(image: torch.Tensor, mask: torch.Tensor, color: Color,
 def fit_mask(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Make a (B, H, W, C) image batch and a mask batch agree; returns ``(image, mask)``.
 
-    The mask may be (H, W) or (N, H, W); one of another size is resized bilinearly to the image's,
-    and values are clamped to [0, 1]. A batch of 1 (image or mask) is broadcast to the other's batch
-    (as a view); other differing batch sizes are an :class:`InputError`.
+    The mask may be (H, W) or (N, H, W), on any device; it is moved to the image's, resized
+    bilinearly to the image's size if it differs, and clamped to [0, 1]. A batch of 1 (image or
+    mask) is broadcast to the other's batch (as a view); other differing batch sizes are an
+    :class:`InputError`.
     """
     if image.dim() != 4:
         raise InputError(f"image: expected a (B, H, W, C) batch, got shape {tuple(image.shape)}")
@@ -92,7 +93,7 @@ def fit_mask(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, tor
     if images != masks and 1 not in (images, masks):
         raise InputError(f"mask batch of {masks} does not match image batch of {images}: "
                          "give one mask for all images, or one mask per image")
-    mask = to_unit_float(mask)
+    mask = to_unit_float(mask.to(image.device))
     if mask.shape[1:] != image.shape[1:3]:
         mask = F.interpolate(mask[:, None], size=tuple(image.shape[1:3]), mode="bilinear",
                              align_corners=False)[:, 0]

@@ -9,13 +9,16 @@ temporary folder, so the checkout is never modified; only this pack is loaded.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -26,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The folder name a `git clone` gives; the hyphen makes it a module name only relative imports can use.
 PACK_NAME = "rmbg-kit"
 HOST = "127.0.0.1"
+CLIENT_ID = "rmbg-kit-tests"
 
 
 def locate_comfyui() -> tuple[Path, Path] | str:
@@ -60,6 +64,7 @@ class ComfyUIServer:
         self.models, self.inputs = models or {}, inputs or []
         self.env, self.startup_timeout = env or {}, startup_timeout
         self.process: subprocess.Popen | None = None
+        self.events: EventListener | None = None
         self.port = 0
         self.log_path = self.base / "server.log"
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
@@ -105,6 +110,7 @@ class ComfyUIServer:
                 raise RuntimeError(f"ComfyUI exited during start-up ({self.process.returncode}):\n{self.log()[-3000:]}")
             try:
                 if self.request("GET", "/system_stats", timeout=5)[0] == 200:
+                    self.events = EventListener(self.port)
                     return
             except OSError:
                 pass
@@ -113,6 +119,8 @@ class ComfyUIServer:
         raise RuntimeError(f"ComfyUI not ready within {self.startup_timeout:.0f} s:\n{self.log()[-3000:]}")
 
     def stop(self) -> None:
+        if self.events is not None:
+            self.events.close()
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -154,7 +162,7 @@ class ComfyUIServer:
 
     def queue(self, prompt: dict) -> str:
         """POST a prompt (API format); its id, or :class:`PromptRejected` with ComfyUI's node errors."""
-        status, raw = self.request("POST", "/prompt", {"prompt": prompt, "client_id": "rmbg-kit-tests"})
+        status, raw = self.request("POST", "/prompt", {"prompt": prompt, "client_id": CLIENT_ID})
         body = json.loads(raw)
         if status != 200 or body.get("node_errors"):
             raise PromptRejected(body)
@@ -192,3 +200,70 @@ class ComfyUIServer:
 def events(entry: dict) -> dict[str, dict]:
     """The status messages of a history entry by event name (execution_error, execution_interrupted...)."""
     return {name: data for name, data in (entry.get("status") or {}).get("messages") or []}
+
+
+class EventListener(threading.Thread):
+    """The server's websocket messages for our client id (progress, executing, ...), as they come.
+
+    A minimal RFC 6455 client: ComfyUI only sends, and its frames are unmasked text (JSON) or
+    binary (previews, ignored).
+    """
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.messages: list[dict] = []
+        self._sock = socket.create_connection((HOST, port), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self._sock.sendall((f"GET /ws?clientId={CLIENT_ID} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        self._buffer = b""
+        while b"\r\n\r\n" not in self._buffer:
+            chunk = self._sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("websocket handshake: connection closed")
+            self._buffer += chunk
+        head, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(f"websocket handshake refused: {head[:200]!r}")
+        self._sock.settimeout(None)
+        self.start()
+
+    def _read(self, count: int) -> bytes:
+        while len(self._buffer) < count:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:count], self._buffer[count:]
+        return data
+
+    def run(self) -> None:
+        try:
+            while True:
+                first, second = self._read(2)
+                length = second & 0x7F
+                if length == 126:
+                    length = struct.unpack(">H", self._read(2))[0]
+                elif length == 127:
+                    length = struct.unpack(">Q", self._read(8))[0]
+                payload = self._read(length)
+                if first & 0x0F == 0x1:
+                    self.messages.append(json.loads(payload))
+                elif first & 0x0F == 0x8:
+                    return
+        except (OSError, ConnectionError, ValueError):
+            return
+
+    def progress(self, prompt_id: str, node_id: str) -> list[tuple[int, int]]:
+        """(value, max) of every progress message a node of a prompt sent."""
+        return [(m["data"]["value"], m["data"]["max"]) for m in list(self.messages)
+                if m.get("type") == "progress" and m["data"].get("prompt_id") == prompt_id
+                and m["data"].get("node") == node_id]
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.close()
+        except OSError:
+            pass

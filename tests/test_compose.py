@@ -40,6 +40,12 @@ def test_mask_of_another_size_is_resized_bilinearly():
     assert bool((mask[0, 0, 1:] >= mask[0, 0, :-1]).all()), "a left-to-right ramp stays monotonic"
 
 
+def test_mask_follows_the_image_device():
+    """ComfyUI with --gpu-only hands IMAGEs on the GPU; a CPU mask must follow (meta stands in here)."""
+    out = apply_mask(torch.empty(2, 6, 5, 3, device="meta"), masks(1, height=3), background="#fff")
+    assert out.device.type == "meta" and out.shape == (2, 6, 5, 3)
+
+
 def test_mask_values_are_clamped():
     _, mask = fit_mask(images(1), torch.full((1, 6, 5), 1.5))
     assert float(mask.max()) == 1.0
