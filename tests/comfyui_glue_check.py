@@ -8,12 +8,11 @@ observations; the test makes the assertions.
 """
 
 import dataclasses
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from pack_import import import_pack
 
 
 def main(comfyui_dir: str, checkpoint_dir: str) -> dict:
@@ -26,12 +25,7 @@ def main(comfyui_dir: str, checkpoint_dir: str) -> dict:
     import folder_paths
     import torch
 
-    spec = importlib.util.spec_from_file_location("rmbg_kit_pack", REPO / "__init__.py",
-                                                  submodule_search_locations=[str(REPO)])
-    pack = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = pack
-    spec.loader.exec_module(pack)
-    nodes = pack.NODE_CLASS_MAPPINGS
+    nodes = import_pack().NODE_CLASS_MAPPINGS
     seen = {}
 
     folder_paths.add_model_folder_path("rmbg", checkpoint_dir)

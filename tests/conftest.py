@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 # No test may reach the Hub: offline mode is on before huggingface_hub is first imported. Tests of
@@ -16,13 +14,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from pack_import import import_pack
 from rmbg_core.network import ISNet
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_DIR = REPO.parent / "shared" / "fixtures" / "isnet-real"
 FIXTURE_PHOTOS = ("astronaut", "chelsea", "coffee")
-# The name the repository is imported under as a ComfyUI node pack (ComfyUI uses the folder's path).
-PACK = "rmbg_kit_pack"
 # Small network input: random-weight tests check plumbing, not masks, and run fast at this size.
 SMALL_INPUT = (64, 64)
 
@@ -71,25 +68,6 @@ def real_model(fixture_dir):
     from rmbg_core import load_model
 
     return load_model(fixture_dir, device="cpu", dtype="float32")
-
-
-def import_pack(name: str = PACK):
-    """Import the repository root as a package, as ComfyUI imports a folder in custom_nodes/.
-
-    The nodes reach rmbg_core relatively, so the pack has its own copy (``<name>.rmbg_core``), as
-    it does inside ComfyUI; compare errors by message or base class, not by rmbg_core's classes.
-    """
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
 
 
 @pytest.fixture(scope="session")

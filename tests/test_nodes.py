@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from conftest import REPO, SMALL_INPUT, import_pack, random_state_dict
+from conftest import REPO, SMALL_INPUT, random_state_dict
+from pack_import import import_pack
 
 NODE_NAMES = {
     "RMBGLoadModel": "Load RMBG",
@@ -286,13 +287,13 @@ def test_missing_dependency_costs_one_log_line_not_the_startup(caplog):
 def test_import_has_no_side_effects(tmp_path):
     """Importing the pack loads no model, contacts no hub, touches no GPU and writes nothing."""
     script = (
-        "import importlib.util, sys, torch\n"
-        "spec = importlib.util.spec_from_file_location('pack', %r, submodule_search_locations=[%r])\n"
-        "pack = importlib.util.module_from_spec(spec); sys.modules['pack'] = pack; spec.loader.exec_module(pack)\n"
-        "assert len(pack.NODE_CLASS_MAPPINGS) == 3\n"
+        f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r})\n"
+        "import torch\n"
+        "from pack_import import import_pack\n"
+        "assert len(import_pack().NODE_CLASS_MAPPINGS) == 3\n"
         "assert 'huggingface_hub' not in sys.modules, 'hub client imported'\n"
         "assert not torch.cuda.is_initialized(), 'CUDA initialised'\n"
-        "print('ok')\n" % (str(REPO / "__init__.py"), str(REPO)))
+        "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
     assert list(tmp_path.iterdir()) == []
