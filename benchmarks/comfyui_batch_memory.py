@@ -1,9 +1,9 @@
 """Peak memory of Remove Background (RMBG) on video-like batches in a real ComfyUI server.
 
 Each configuration runs in a fresh server (so its peak RSS, VmHWM, is its own): LoadImage ->
-RepeatImageBatch(frames) -> Remove Background(batch_size) -> one frame saved. Prints a table: with
-chunking, the peak grows with the frame count only by the batch's own tensors (input, cutout,
-mask), not by network activations.
+RepeatImageBatch(frames) -> Remove Background(batch_size) -> one frame saved. Prints a table: the
+network's working memory follows batch_size; the frame count adds only the frames' own tensors
+(input, cutout, mask: the last column, all of which are alive only at the end), not activations.
 
     COMFYUI_DIR=~/.cache/rmbg-kit/comfyui python3 benchmarks/comfyui_batch_memory.py \\
         --weights ../shared/fixtures/isnet-real/model.safetensors --image ../shared/fixtures/isnet-real/chelsea.png \\
@@ -65,16 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     width, height = Image.open(args.image).size
     frame_mb = width * height * BYTES_PER_PIXEL / 2**20
     print(f"frame {width}x{height}: the graph holds {frame_mb:.1f} MiB of tensors per frame")
-    print("| frames | batch_size | idle RSS MiB | peak RSS MiB | peak - idle MiB | of which frame tensors MiB "
-          "| the rest MiB | seconds |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| frames | batch_size | idle RSS MiB | peak RSS MiB | peak - idle MiB | frames' tensors MiB | seconds |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for run in args.runs.split(","):
         frames, batch_size = (int(part) for part in run.lower().split("x"))
         result = measure(*found, args.weights.resolve(), args.image.resolve(), frames, batch_size)
-        growth = result["peak"] - result["idle"]
-        tensors = frames * frame_mb
-        print(f"| {frames} | {batch_size} | {result['idle']:.0f} | {result['peak']:.0f} | {growth:.0f} | "
-              f"{tensors:.0f} | {growth - tensors:.0f} | {result['seconds']:.0f} |", flush=True)
+        print(f"| {frames} | {batch_size} | {result['idle']:.0f} | {result['peak']:.0f} | "
+              f"{result['peak'] - result['idle']:.0f} | {frames * frame_mb:.0f} | {result['seconds']:.0f} |", flush=True)
     return 0
 
 

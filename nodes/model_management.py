@@ -57,8 +57,7 @@ class ManagedModel:
         run, so this asks it to load them back, freeing room for ``batch_size`` images of work."""
         if self.patcher is not None:
             pixels = self.input_size[0] * self.input_size[1] / (MODEL_INPUT_SIZE[0] * MODEL_INPUT_SIZE[1])
-            itemsize = torch.empty((), dtype=self.model.dtype).element_size()
-            work = int(batch_size * ACTIVATION_BYTES_PER_IMAGE * pixels * itemsize / 4)
+            work = int(batch_size * ACTIVATION_BYTES_PER_IMAGE * pixels * self.model.dtype.itemsize / 4)
             comfy_runtime.model_management.load_models_gpu([self.patcher], memory_required=work,
                                                            force_full_load=True)
         return self.model
