@@ -4,6 +4,8 @@ Everything works on float tensors in [0, 1], channels last, with any leading bat
 ComfyUI nodes, the pipeline and the CLI share one implementation. Deliberate fixes over the model
 card: the cutout keeps the input's colours (the reference pastes onto a transparent black canvas,
 darkening soft edges) and multiplies in the input's own alpha (the reference drops it).
+``apply_mask`` is the batch entry point: it fits a mask (batch broadcast, resize) to an image batch
+and returns the cutout or the composite, allocating little beyond its output (video batches are large).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import Sequence, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .errors import InputError
+from .images import split_channels
 
 Color = Union[str, Sequence[int]]
 _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
@@ -58,14 +62,63 @@ def cutout(image: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor | None =
 
 def composite(image: torch.Tensor, mask: torch.Tensor, color: Color,
               alpha: torch.Tensor | None = None) -> torch.Tensor:
-    """RGB (..., H, W, 3): the image blended over a solid ``color`` by the mask (times input alpha)."""
-    image = to_unit_float(image)
+    """RGB (..., H, W, 3): the image blended over a solid ``color`` by the mask (times input alpha).
+
+    Computed as ``background + (image - background) * weight`` in one output buffer, so a large
+    batch needs no full-size temporaries.
+    """
     weight = to_unit_float(mask)
     if alpha is not None:
         weight = weight * to_unit_float(alpha)
-    weight = weight.unsqueeze(-1)
     background = torch.tensor(parse_color(color), dtype=torch.float32, device=image.device) / 255.0
-    return image * weight + background * (1.0 - weight)
+    out = to_unit_float(image) - background
+    return out.mul_(weight.unsqueeze(-1)).add_(background)
+
+
+def fit_mask(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Make a (B, H, W, C) image batch and a mask batch agree; returns ``(image, mask)``.
+
+    The mask may be (H, W) or (N, H, W), on any device; it is moved to the image's, resized
+    bilinearly to the image's size if it differs, and clamped to [0, 1]. A batch of 1 (image or
+    mask) is broadcast to the other's batch (as a view); other differing batch sizes are an
+    :class:`InputError`.
+    """
+    if image.dim() != 4:
+        raise InputError(f"image: expected a (B, H, W, C) batch, got shape {tuple(image.shape)}")
+    if mask.dim() == 2:
+        mask = mask[None]
+    if mask.dim() != 3:
+        raise InputError(f"mask: expected (H, W) or (B, H, W), got shape {tuple(mask.shape)}")
+    images, masks = image.shape[0], mask.shape[0]
+    if images != masks and 1 not in (images, masks):
+        raise InputError(f"mask batch of {masks} does not match image batch of {images}: "
+                         "give one mask for all images, or one mask per image")
+    mask = to_unit_float(mask.to(image.device))
+    if mask.shape[1:] != image.shape[1:3]:
+        mask = F.interpolate(mask[:, None], size=tuple(image.shape[1:3]), mode="bilinear",
+                             align_corners=False)[:, 0]
+    mask = mask.clamp(0.0, 1.0)
+    batch = max(images, masks)
+    return image.expand(batch, *image.shape[1:]), mask.expand(batch, *mask.shape[1:])
+
+
+def apply_mask(image: torch.Tensor, mask: torch.Tensor, *, background: Color | None = None,
+               invert: bool = False) -> torch.Tensor:
+    """Cut an image batch out by a mask: (B, H, W, C) image (C 1-4) and mask (see :func:`fit_mask`).
+
+    Returns the RGBA cutout (B, H, W, 4) with alpha = mask times the input's alpha, or, given a
+    ``background`` colour, the RGB composite (B, H, W, 3). ``invert`` uses ``1 - mask`` (keep the
+    background instead of the subject).
+    """
+    if background is not None:
+        parse_color(background)  # a bad colour fails before any work
+    image, mask = fit_mask(image, mask)
+    if invert:
+        mask = 1.0 - mask
+    rgb, alpha = split_channels(image)
+    if background is None:
+        return cutout(rgb, mask, alpha)
+    return composite(rgb, mask, background, alpha)
 
 
 def to_uint8(data: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from pack_import import import_pack
 from rmbg_core.network import ISNet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,3 +68,9 @@ def real_model(fixture_dir):
     from rmbg_core import load_model
 
     return load_model(fixture_dir, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def pack():
+    """The ComfyUI node pack (outside ComfyUI: the comfy glue falls back to plain torch)."""
+    return import_pack()

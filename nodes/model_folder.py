@@ -1,0 +1,87 @@
+"""ComfyUI's ``models/rmbg`` folder: registering it, listing its checkpoints, and putting
+``briaai/RMBG-1.4`` there on first use."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ..rmbg_core.errors import CheckpointError, HubAccessError
+from ..rmbg_core.weights import DEFAULT_SOURCE, HUB_FILENAMES, download_from_hub
+
+try:
+    import folder_paths
+except ImportError:  # not running inside ComfyUI
+    folder_paths = None
+
+FOLDER = "rmbg"
+EXTENSIONS = (".safetensors", ".pth", ".pt")
+HUB_CHOICE = DEFAULT_SOURCE
+# Where the hub choice is downloaded, inside the first models/rmbg folder.
+HUB_SUBFOLDER = "RMBG-1.4"
+
+log = logging.getLogger(__name__)
+
+
+def register() -> None:
+    """Declare ``models/rmbg`` to ComfyUI, keeping folders a user mapped in extra_model_paths.yaml
+    first, and accept only checkpoint files there (a yaml-made entry accepts every file)."""
+    if folder_paths is None:
+        return
+    folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER))
+    paths = folder_paths.folder_names_and_paths[FOLDER][0]
+    folder_paths.folder_names_and_paths[FOLDER] = (paths, set(EXTENSIONS))
+
+
+def folders() -> list[str]:
+    """The rmbg model folders, the default (download target) first."""
+    return folder_paths.get_folder_paths(FOLDER) if folder_paths is not None else []
+
+
+def choices() -> list[str]:
+    """The Load RMBG dropdown: the hub model, then every checkpoint under the rmbg folders."""
+    files = folder_paths.get_filename_list(FOLDER) if folder_paths is not None else []
+    return [HUB_CHOICE] + [name for name in files if name != HUB_CHOICE]
+
+
+def locate(choice: str) -> Path:
+    """The checkpoint file for a dropdown entry; the hub model is downloaded on first use."""
+    if choice == HUB_CHOICE:
+        return hub_checkpoint()
+    path = folder_paths.get_full_path(FOLDER, choice) if folder_paths is not None else None
+    if path is None:
+        raise CheckpointError(f"RMBG checkpoint {choice!r} not found in {where()}; put .safetensors/.pth "
+                              "files there, or pick briaai/RMBG-1.4")
+    return Path(path)
+
+
+def hub_checkpoint() -> Path:
+    """``briaai/RMBG-1.4``: the copy in ``models/rmbg/RMBG-1.4/`` if there is one, else a download
+    into it (the Hub's cache, token and HF_HUB_OFFLINE apply)."""
+    for folder in folders():
+        for name in HUB_FILENAMES:
+            candidate = Path(folder) / HUB_SUBFOLDER / name
+            if candidate.is_file():
+                return candidate
+    if not folders():
+        raise CheckpointError("no models/rmbg folder is registered (this needs ComfyUI's folder_paths)")
+    target = Path(folders()[0]) / HUB_SUBFOLDER
+    log.info("Load RMBG: downloading %s into %s (first use)", HUB_CHOICE, target)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        return download_from_hub(HUB_CHOICE, local_dir=target)
+    except ImportError as exc:
+        raise HubAccessError(f"{HUB_CHOICE}: cannot download ({exc}); install huggingface_hub, or put "
+                             f"model.safetensors into {target}") from None
+    except OSError as exc:
+        raise HubAccessError(f"{HUB_CHOICE}: cannot write to {target} ({exc})") from None
+    except HubAccessError as exc:
+        raise HubAccessError(f"{exc}. Or download model.safetensors from https://huggingface.co/{HUB_CHOICE} "
+                             f"yourself and put it into {target}") from None
+
+
+def where() -> str:
+    """The rmbg folders, for messages."""
+    found = folders()
+    return ", ".join(found) if found else "models/rmbg"

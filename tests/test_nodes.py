@@ -1,0 +1,299 @@
+"""The ComfyUI nodes as plain callables on tensors, outside ComfyUI (the comfy glue falls back).
+
+The real-server behaviour (object_info, workflows, offloading, Cancel) is in test_comfyui_integration.py.
+"""
+
+import inspect
+import logging
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from conftest import REPO, SMALL_INPUT, random_state_dict
+from pack_import import import_pack
+
+NODE_NAMES = {
+    "RMBGLoadModel": "Load RMBG",
+    "RMBGRemoveBackground": "Remove Background (RMBG)",
+    "RMBGApplyMask": "Apply Mask (RMBG)",
+}
+WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+
+
+def frames(count, height=36, width=28, channels=3, seed=0):
+    return torch.rand(count, height, width, channels, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def managed(pack, random_model):
+    """Random-weight IS-Net at a small working size: plumbing, fast."""
+    return pack.nodes.model_management.ManagedModel(random_model, input_size=SMALL_INPUT)
+
+
+@pytest.fixture(scope="module")
+def remove(pack):
+    return pack.NODE_CLASS_MAPPINGS["RMBGRemoveBackground"]().remove
+
+
+@pytest.fixture(scope="module")
+def apply(pack):
+    return pack.NODE_CLASS_MAPPINGS["RMBGApplyMask"]().apply
+
+
+# ---------------------------------------------------------------------------------------------- declarations
+
+def test_mappings(pack):
+    assert set(pack.NODE_CLASS_MAPPINGS) == set(NODE_NAMES)
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS == NODE_NAMES
+
+
+@pytest.mark.parametrize("key", sorted(NODE_NAMES))
+def test_input_types_are_valid(pack, key):
+    node = pack.NODE_CLASS_MAPPINGS[key]
+    declared = node.INPUT_TYPES()
+    assert set(declared) <= {"required", "optional", "hidden"} and declared["required"]
+    inputs = {**declared["required"], **declared.get("optional", {})}
+    for name, spec in inputs.items():
+        kind, options = spec
+        assert options.get("tooltip"), f"{key}.{name} has no tooltip"
+        if isinstance(kind, list):
+            assert kind and all(isinstance(choice, str) for choice in kind)
+            assert options.get("default", kind[0]) in kind, f"{key}.{name}: default not a choice"
+        elif kind in ("INT", "FLOAT"):
+            assert options["min"] <= options["default"] <= options["max"]
+        else:
+            assert isinstance(kind, str) and kind.isupper()
+    parameters = inspect.signature(getattr(node, node.FUNCTION)).parameters
+    assert list(parameters)[1:] == list(inputs), "the function takes exactly the declared inputs, in order"
+    for name in declared.get("optional", {}):
+        assert parameters[name].default == inputs[name][1]["default"], f"{key}.{name}: defaults disagree"
+    assert isinstance(node.RETURN_TYPES, tuple)
+    assert len(node.RETURN_NAMES) == len(node.OUTPUT_TOOLTIPS) == len(node.RETURN_TYPES)
+    assert node.DESCRIPTION and node.CATEGORY
+
+
+def test_model_socket_type_is_shared(pack):
+    loader, remover = pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"], pack.NODE_CLASS_MAPPINGS["RMBGRemoveBackground"]
+    assert loader.RETURN_TYPES == (remover.INPUT_TYPES()["required"]["rmbg_model"][0],)
+
+
+# ---------------------------------------------------------------------------------------------- Remove Background
+
+@pytest.mark.parametrize("count", [1, 16])
+def test_remove_background_shapes_dtypes_ranges(managed, remove, count):
+    batch = frames(count)
+    image, mask = remove(managed, batch, batch_size=4)
+    assert image.shape == (count, 36, 28, 4) and mask.shape == (count, 36, 28)
+    assert image.dtype == mask.dtype == torch.float32
+    assert float(mask.min()) >= 0.0 and float(mask.max()) <= 1.0
+    assert torch.equal(image[..., :3], batch), "the cutout keeps the input colours"
+    assert torch.equal(image[..., 3], mask), "the cutout's alpha is the mask"
+
+
+def test_results_do_not_depend_on_batch_size(managed, remove):
+    batch = frames(16, seed=1)
+    chunked, whole = (remove(managed, batch, batch_size=size)[1] for size in (3, 16))
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)
+
+
+def test_network_sees_at_most_batch_size_frames(managed, remove):
+    """What bounds memory: a 16-frame batch reaches the network 4 frames at a time."""
+    seen = []
+    handle = managed.model.network.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    try:
+        remove(managed, frames(16, seed=2), batch_size=4)
+    finally:
+        handle.remove()
+    assert seen == [4, 4, 4, 4]
+
+
+def test_colour_background(managed, remove):
+    batch = frames(2, seed=3)
+    image, mask = remove(managed, batch, batch_size=2, background="color", background_color="#00FF00")
+    assert image.shape == (2, 36, 28, 3)
+    green = torch.tensor([0.0, 1.0, 0.0])
+    torch.testing.assert_close(image, batch * mask[..., None] + green * (1 - mask[..., None]))
+
+
+def test_rgba_input_keeps_its_alpha(managed, remove):
+    batch = frames(1, channels=4, seed=4)
+    image, mask = remove(managed, batch)
+    torch.testing.assert_close(image[..., 3], mask * batch[..., 3])
+    torch.testing.assert_close(mask, remove(managed, batch[..., :3])[1])
+
+
+def test_bad_colour_fails_before_inference(managed, remove):
+    def fail(*args):
+        raise AssertionError("the network ran")
+
+    handle = managed.model.network.register_forward_pre_hook(fail)
+    try:
+        with pytest.raises(ValueError, match="not a hex colour like '#RRGGBB'"):
+            remove(managed, frames(1), background="color", background_color="green")
+    finally:
+        handle.remove()
+
+
+def test_bad_colour_is_a_validation_error(pack):
+    for key in ("RMBGRemoveBackground", "RMBGApplyMask"):
+        validate = pack.NODE_CLASS_MAPPINGS[key].VALIDATE_INPUTS
+        assert validate(background_color="#12ab3C") is True
+        assert validate(background_color=None) is True, "a linked colour is checked when it runs"
+        assert "not a hex colour" in validate(background_color="#1234")
+
+
+def test_masks_match_the_reference_with_real_weights(pack, real_model, fixture_dir, remove):
+    """The node path (IMAGE float in, MASK out, SaveImage's truncation) reproduces the model card."""
+    managed = pack.nodes.model_management.ManagedModel(real_model)
+    pixels = np.asarray(Image.open(fixture_dir / "chelsea.png").convert("RGB"))
+    _, mask = remove(managed, torch.from_numpy(pixels.astype(np.float32) / 255.0)[None])
+    saved = (mask[0].numpy() * 255).clip(0, 255).astype(np.uint8).astype(int)
+    expected = np.asarray(Image.open(fixture_dir / "chelsea.mask.png")).astype(int)
+    assert np.abs(saved - expected).max() <= 1
+
+
+# ---------------------------------------------------------------------------------------------- Apply Mask
+
+def test_apply_mask_broadcasts_one_mask(apply):
+    batch, mask = frames(5), torch.rand(1, 36, 28)
+    (out,) = apply(batch, mask)
+    assert out.shape == (5, 36, 28, 4)
+    assert all(torch.equal(alpha, mask[0]) for alpha in out[..., 3])
+
+
+def test_apply_mask_resizes_the_mask(apply):
+    (out,) = apply(frames(2), torch.ones(1, 9, 7), "color", "#000000")
+    assert out.shape == (2, 36, 28, 3)
+    torch.testing.assert_close(out, frames(2))
+
+
+def test_apply_mask_mismatched_batches(apply):
+    with pytest.raises(ValueError, match="mask batch of 2 does not match image batch of 3"):
+        apply(frames(3), torch.rand(2, 36, 28))
+
+
+def test_apply_mask_invert_and_colour(apply):
+    batch, mask = frames(2), torch.rand(2, 36, 28)
+    (kept,) = apply(batch, mask, "alpha", "#FFFFFF", True)
+    torch.testing.assert_close(kept[..., 3], 1 - mask)
+    (white,) = apply(batch, mask, "color", "#FFFFFF", False)
+    torch.testing.assert_close(white, batch * mask[..., None] + (1 - mask[..., None]))
+
+
+def test_apply_mask_accepts_loadimage_style_mask(apply):
+    """LoadImage gives MASK = 1 - alpha: with invert, Apply Mask restores the file's own alpha."""
+    alpha = torch.rand(1, 36, 28)
+    (out,) = apply(frames(1), 1.0 - alpha, "alpha", "#FFFFFF", True)
+    torch.testing.assert_close(out[..., 3], alpha)
+
+
+# ---------------------------------------------------------------------------------------------- Load RMBG
+
+class FolderPaths:
+    """The three ``folder_paths`` functions the loader calls, over one folder (ComfyUI's real module
+    is exercised by test_comfyui_integration.py)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def get_folder_paths(self, name):
+        assert name == "rmbg"
+        return [str(self.folder)]
+
+    def get_filename_list(self, name):
+        return sorted(str(p.relative_to(self.folder)) for p in self.folder.rglob("*.safetensors"))
+
+    def get_full_path(self, name, filename):
+        path = self.folder / filename
+        return str(path) if path.is_file() else None
+
+
+@pytest.fixture
+def models_dir(pack, tmp_path, monkeypatch):
+    monkeypatch.setattr(pack.nodes.model_folder, "folder_paths", FolderPaths(tmp_path))
+    return tmp_path
+
+
+def test_loader_lists_the_folder_and_the_hub_model(pack, models_dir, checkpoint_file):
+    (models_dir / "mine.safetensors").symlink_to(checkpoint_file)
+    choices = pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"].INPUT_TYPES()["required"]["model"][0]
+    assert choices == ["briaai/RMBG-1.4", "mine.safetensors"]
+
+
+@pytest.mark.parametrize("dtype,expected", [("auto", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_loader_loads_a_checkpoint_from_the_folder(pack, models_dir, checkpoint_file, dtype, expected):
+    (models_dir / "mine.safetensors").symlink_to(checkpoint_file)
+    (loaded,) = pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]().load("mine.safetensors", "cpu", dtype)
+    assert loaded.model.device == torch.device("cpu") and loaded.model.dtype == expected
+    assert loaded.patcher is None, "outside ComfyUI nothing manages the weights"
+    assert loaded.input_size == (1024, 1024)
+
+
+def test_loader_auto_device_outside_comfyui_is_rmbg_core_auto(pack, models_dir, checkpoint_file):
+    (models_dir / "mine.safetensors").symlink_to(checkpoint_file)
+    (loaded,) = pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]().load("mine.safetensors", "auto", "auto")
+    assert loaded.model.device.type == pack.rmbg_core.runtime.resolve_device("auto").type
+
+
+def test_loader_missing_file_names_the_folder(pack, models_dir):
+    with pytest.raises(pack.rmbg_core.CheckpointError, match=re.escape(f"'gone.safetensors' not found in {models_dir}")):
+        pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]().load("gone.safetensors", "cpu", "auto")
+
+
+def test_hub_model_uses_the_copy_in_models_rmbg(pack, models_dir):
+    (models_dir / "RMBG-1.4").mkdir()
+    save_file(random_state_dict(3), str(models_dir / "RMBG-1.4" / "model.safetensors"))
+    (loaded,) = pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]().load("briaai/RMBG-1.4", "cpu", "float32")
+    assert loaded.model.source == str(models_dir / "RMBG-1.4" / "model.safetensors")
+
+
+def test_hub_model_offline_says_what_to_do(pack, models_dir):
+    """Tests run with HF_HUB_OFFLINE=1: the message says so and where to put the file by hand."""
+    with pytest.raises(pack.rmbg_core.HubAccessError) as caught:
+        pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]().load("briaai/RMBG-1.4", "cpu", "auto")
+    message = str(caught.value)
+    assert "offline" in message and str(models_dir / "RMBG-1.4") in message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_unavailable_device_is_explained(pack, models_dir, checkpoint_file):
+    (models_dir / "mine.safetensors").symlink_to(checkpoint_file)
+    with pytest.raises(pack.rmbg_core.DeviceError, match="CUDA is not available"):
+        pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]().load("mine.safetensors", "cuda", "auto")
+
+
+# ---------------------------------------------------------------------------------------------- the package
+
+def test_missing_dependency_costs_one_log_line_not_the_startup(caplog):
+    name = "rmbg_kit_broken_pack"
+    sys.modules[f"{name}.nodes"] = None  # makes `from .nodes import ...` raise ImportError
+    try:
+        with caplog.at_level(logging.ERROR):
+            broken = import_pack(name)
+    finally:
+        del sys.modules[f"{name}.nodes"]
+        sys.modules.pop(name, None)
+    assert broken.NODE_CLASS_MAPPINGS == {} and broken.NODE_DISPLAY_NAME_MAPPINGS == {}
+    lines = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(lines) == 1 and "RMBG nodes not loaded" in lines[0].getMessage()
+
+
+def test_import_has_no_side_effects(tmp_path):
+    """Importing the pack loads no model, contacts no hub, touches no GPU and writes nothing."""
+    script = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r})\n"
+        "import torch\n"
+        "from pack_import import import_pack\n"
+        "assert len(import_pack().NODE_CLASS_MAPPINGS) == 3\n"
+        "assert 'huggingface_hub' not in sys.modules, 'hub client imported'\n"
+        "assert not torch.cuda.is_initialized(), 'CUDA initialised'\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert list(tmp_path.iterdir()) == []
