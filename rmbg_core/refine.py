@@ -191,6 +191,8 @@ def _soft_edge(kept: torch.Tensor, removed: torch.Tensor, edge: torch.Tensor) ->
     """The ``edge`` pixels that go with ``kept``: within CONTESTED_STEPS steps of the objects, those
     nearer (8-connected steps through edge pixels) to kept than to removed ones (ties kept); beyond,
     those connected through edge pixels to what the kept side holds."""
+    if not bool(edge.any()):
+        return edge
     near_kept, free = kept, edge
     if bool(removed.any()):
         near_removed = removed
