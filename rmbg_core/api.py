@@ -11,6 +11,7 @@ from .compose import Color, composite, cutout, parse_color, to_pil
 from .images import ImageInput, RGBImage, read_image
 from .model import RMBGModel, load_model
 from .processing import mask_to_uint8
+from .refine import RefinementLike, apply_refinement, as_refinement
 
 
 def resolve_model(model: RMBGModel | str | os.PathLike | None) -> RMBGModel:
@@ -21,30 +22,40 @@ def resolve_model(model: RMBGModel | str | os.PathLike | None) -> RMBGModel:
 
 
 def render(image: RGBImage, mask: torch.Tensor, *, return_mask: bool = False,
-           background: Color | None = None) -> Image.Image:
+           background: Color | None = None, refine: RefinementLike = None,
+           estimate_foreground: bool = False) -> Image.Image:
     """Build the requested PIL output from an image and its (H, W) float mask.
 
-    The mask is first quantised exactly as the reference does (truncation to uint8), so the
-    cutout's alpha equals the returned mask for inputs without alpha.
+    The mask is refined first (``refine``; none by default), then quantised exactly as the reference
+    does (truncation to uint8), so the cutout's alpha equals the returned mask for inputs without
+    alpha. ``estimate_foreground`` replaces the cutout's or composite's colours by the foreground
+    estimated under that alpha (no effect on a returned mask).
     """
-    mask8 = mask_to_uint8(mask)
+    mask8 = mask_to_uint8(apply_refinement(mask, as_refinement(refine)))
     if return_mask:
         return to_pil(mask8)
     if background is None:
-        return to_pil(cutout(image.pixels, mask8, image.alpha))
-    return to_pil(composite(image.pixels, mask8, background, image.alpha))
+        return to_pil(cutout(image.pixels, mask8, image.alpha, estimate_foreground=estimate_foreground))
+    return to_pil(composite(image.pixels, mask8, background, image.alpha, estimate_foreground=estimate_foreground))
 
 
 def remove_background(image: ImageInput, *, model: RMBGModel | str | os.PathLike | None = None,
-                      return_mask: bool = False, background: Color | None = None) -> Image.Image:
+                      return_mask: bool = False, background: Color | None = None,
+                      refine: RefinementLike = None, estimate_foreground: bool = False) -> Image.Image:
     """Remove the background of one image (path, bytes, PIL, numpy or tensor).
 
     Returns a mode "L" mask with ``return_mask=True``, an RGB composite on ``background``
     ("#RRGGBB" or an (r, g, b) tuple) when one is given, and otherwise an RGBA cutout.
     ``model`` is a loaded :class:`RMBGModel` or anything ``load_model`` accepts (default: BRIA's hub repo).
+    ``refine`` applies mask refinements (a :class:`Refinement`, or a dict of its options: threshold,
+    fill_holes, keep_largest, min_area, grow, feather, invert); ``estimate_foreground`` takes the old
+    background's colour out of soft edges.
+    Both are off by default, which gives the reference mask and the input's own colours.
     """
     picture = read_image(image)
     if background is not None and not return_mask:
         parse_color(background)  # fail on a bad colour before spending a forward pass
+    refine = as_refinement(refine)  # bad options fail before the forward pass too
     mask = resolve_model(model).predict(picture.pixels[None])[0]
-    return render(picture, mask, return_mask=return_mask, background=background)
+    return render(picture, mask, return_mask=return_mask, background=background, refine=refine,
+                  estimate_foreground=estimate_foreground)

@@ -3,7 +3,9 @@
 Everything works on float tensors in [0, 1], channels last, with any leading batch dimensions, so the
 ComfyUI nodes, the pipeline and the CLI share one implementation. Deliberate fixes over the model
 card: the cutout keeps the input's colours (the reference pastes onto a transparent black canvas,
-darkening soft edges) and multiplies in the input's own alpha (the reference drops it).
+darkening soft edges) and multiplies in the input's own alpha (the reference drops it). With
+``estimate_foreground=True`` the colours are the estimated foreground (``foreground.py``) instead of
+the input's, which removes the old background's halo from soft edges.
 ``apply_mask`` is the batch entry point: it fits a mask (batch broadcast, resize) to an image batch
 and returns the cutout or the composite, allocating little beyond its output (video batches are large).
 """
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import InputError
+from .foreground import estimate_foreground as estimate_foreground_colours
 from .images import split_channels
 
 Color = Union[str, Sequence[int]]
@@ -51,28 +54,42 @@ def to_unit_float(data: torch.Tensor) -> torch.Tensor:
     return data.to(torch.float32)
 
 
-def cutout(image: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
-    """RGBA (..., H, W, 4): the image's own colours with alpha = mask (times the input's alpha, if any)."""
-    image = to_unit_float(image)
-    mask = to_unit_float(mask)
-    if alpha is not None:
-        mask = mask * to_unit_float(alpha)
-    return torch.cat((image, mask.unsqueeze(-1)), dim=-1)
+def cutout(image: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor | None = None, *,
+           estimate_foreground: bool = False) -> torch.Tensor:
+    """RGBA (..., H, W, 4): alpha = mask (times the input's alpha, if any); colours are the image's
+    own, or with ``estimate_foreground`` its estimated foreground colours under that alpha."""
+    weight = _weight(mask, alpha)
+    return torch.cat((_colours(image, weight, estimate_foreground), weight.unsqueeze(-1)), dim=-1)
 
 
-def composite(image: torch.Tensor, mask: torch.Tensor, color: Color,
-              alpha: torch.Tensor | None = None) -> torch.Tensor:
-    """RGB (..., H, W, 3): the image blended over a solid ``color`` by the mask (times input alpha).
+def composite(image: torch.Tensor, mask: torch.Tensor, color: Color, alpha: torch.Tensor | None = None, *,
+              estimate_foreground: bool = False) -> torch.Tensor:
+    """RGB (..., H, W, 3): the image (or its estimated foreground) over a solid ``color`` by the mask.
 
-    Computed as ``background + (image - background) * weight`` in one output buffer, so a large
+    Computed as ``background + (colours - background) * weight`` in one output buffer, so a large
     batch needs no full-size temporaries.
     """
-    weight = to_unit_float(mask)
-    if alpha is not None:
-        weight = weight * to_unit_float(alpha)
-    background = torch.tensor(parse_color(color), dtype=torch.float32, device=image.device) / 255.0
-    out = to_unit_float(image) - background
+    weight = _weight(mask, alpha)
+    colours = _colours(image, weight, estimate_foreground)
+    background = torch.tensor(parse_color(color), dtype=torch.float32, device=colours.device) / 255.0
+    out = colours - background
     return out.mul_(weight.unsqueeze(-1)).add_(background)
+
+
+def _weight(mask: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
+    """The final alpha: mask times the input's alpha (if any), float in [0, 1]."""
+    weight = to_unit_float(mask)
+    return weight if alpha is None else weight * to_unit_float(alpha)
+
+
+def _colours(image: torch.Tensor, weight: torch.Tensor, estimate: bool) -> torch.Tensor:
+    """The colours to show: the image's own, or its foreground estimated under ``weight``."""
+    if not estimate:
+        return to_unit_float(image)
+    lead = image.shape[:-3]
+    weight = weight.to(image.device).expand(image.shape[:-1])
+    flat = estimate_foreground_colours(image.reshape(-1, *image.shape[-3:]), weight.reshape(-1, *weight.shape[-2:]))
+    return flat.reshape(*lead, *flat.shape[-3:])
 
 
 def fit_mask(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,12 +120,12 @@ def fit_mask(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 def apply_mask(image: torch.Tensor, mask: torch.Tensor, *, background: Color | None = None,
-               invert: bool = False) -> torch.Tensor:
+               invert: bool = False, estimate_foreground: bool = False) -> torch.Tensor:
     """Cut an image batch out by a mask: (B, H, W, C) image (C 1-4) and mask (see :func:`fit_mask`).
 
     Returns the RGBA cutout (B, H, W, 4) with alpha = mask times the input's alpha, or, given a
     ``background`` colour, the RGB composite (B, H, W, 3). ``invert`` uses ``1 - mask`` (keep the
-    background instead of the subject).
+    background instead of the subject); ``estimate_foreground`` decontaminates edge colours.
     """
     if background is not None:
         parse_color(background)  # a bad colour fails before any work
@@ -117,8 +134,8 @@ def apply_mask(image: torch.Tensor, mask: torch.Tensor, *, background: Color | N
         mask = 1.0 - mask
     rgb, alpha = split_channels(image)
     if background is None:
-        return cutout(rgb, mask, alpha)
-    return composite(rgb, mask, background, alpha)
+        return cutout(rgb, mask, alpha, estimate_foreground=estimate_foreground)
+    return composite(rgb, mask, background, alpha, estimate_foreground=estimate_foreground)
 
 
 def to_uint8(data: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,10 @@ class InputError(RMBGError, ValueError):
     """An image could not be read or has an unsupported layout; the message names the input."""
 
 
+class OptionError(RMBGError, ValueError):
+    """An option (e.g. a mask refinement) has an invalid value; the message names it and the valid range."""
+
+
 class CheckpointError(RMBGError):
     """A checkpoint is missing, unreadable, or does not match the RMBG-1.4 architecture."""
 

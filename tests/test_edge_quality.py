@@ -1,0 +1,52 @@
+"""Edge bleed: the measure itself on a synthetic photo, and foreground estimation on the fixture photos."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rmbg_core import estimate_foreground
+from rmbg_core.quality import edge_bleed
+
+from conftest import FIXTURE_PHOTOS
+
+
+def two_colour_photo(size=80):
+    """Orange foreground on blue, soft vertical edge: alpha ramps from 1 to 0 over about 11 columns."""
+    fg, bg = torch.tensor([0.9, 0.5, 0.1]), torch.tensor([0.1, 0.2, 0.9])
+    alpha = torch.linspace(4.0, -3.0, size).clamp(0, 1)[None, :].expand(size, size)
+    image = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
+    return image, alpha, fg, bg
+
+
+def test_bleed_of_the_photo_colours_is_alpha_times_one_minus_alpha_times_contrast():
+    image, alpha, fg, bg = two_colour_photo()
+    measured = edge_bleed(image, alpha, image)
+    band = (alpha > 0.05) & (alpha < 0.95)
+    expected = float((alpha * (1 - alpha))[band].mean()) * float((bg - fg).norm()) * 255
+    assert measured.pixels == int(band.sum())
+    # The local colours are means of pixels with alpha above 0.95 / below 0.05: a little mixed themselves.
+    assert measured.levels == pytest.approx(expected, rel=0.02)
+    assert measured.share == pytest.approx(float((alpha * (1 - alpha))[band].mean()), rel=0.02)
+
+
+def test_true_foreground_colours_do_not_bleed():
+    image, alpha, fg, _ = two_colour_photo()
+    assert abs(edge_bleed(image, alpha, fg.expand_as(image)).levels) < 1.0
+
+
+def test_no_edge_band_gives_zero():
+    image = torch.rand(20, 20, 3)
+    assert edge_bleed(image, torch.ones(20, 20), image).pixels == 0
+
+
+@pytest.mark.parametrize("name", FIXTURE_PHOTOS)
+def test_foreground_estimation_reduces_bleed_on_fixture_photos(fixture_dir, name):
+    """The fixture's reference masks are the network's output for these photos (see its README)."""
+    photo = torch.from_numpy(np.asarray(Image.open(fixture_dir / f"{name}.png").convert("RGB")).copy())
+    alpha = torch.from_numpy(np.asarray(Image.open(fixture_dir / f"{name}.mask.png")).copy())
+    before = edge_bleed(photo, alpha, photo)
+    after = edge_bleed(photo, alpha, estimate_foreground(photo, alpha))
+    assert before.pixels > 500, "the photo has a real soft edge"
+    assert before.levels > 5.0, "keeping the photo's colours visibly bleeds the old background"
+    assert after.levels < 0.6 * before.levels, (name, before, after)
