@@ -1,9 +1,11 @@
 """rmbg_core: BRIA RMBG-1.4 background removal, faithful to the model card, for every front end.
 
-Public API: :func:`load_model`, :func:`remove_background`, :class:`RMBGModel`.
+Public API: :func:`load_model`, :func:`remove_background` (one image), :func:`iter_remove_background`
+(many, in order, errors per item), :class:`RMBGModel`.
 """
 
 from .api import remove_background
+from .batch import RemovalResult, iter_remove_background
 from .errors import CheckpointError, DeviceError, HubAccessError, InputError, RMBGError
 from .model import RMBGModel, load_model
 from .version import __version__
@@ -15,7 +17,9 @@ __all__ = [
     "InputError",
     "RMBGError",
     "RMBGModel",
+    "RemovalResult",
     "__version__",
+    "iter_remove_background",
     "load_model",
     "remove_background",
 ]
