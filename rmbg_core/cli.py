@@ -1,27 +1,176 @@
-"""The ``rmbg`` command line: a thin adapter over rmbg_core (subcommands register themselves here)."""
+"""The ``rmbg`` command line: argument parsing and thin subcommand handlers over rmbg_core.
+
+Each subcommand is one ``add_*_command(subparsers)`` function listed in ``COMMANDS``; it sets
+``handler`` (args -> exit code) with ``set_defaults``. Shared option groups (model selection) are
+helpers so every subcommand spells them the same way.
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
+import signal
 import sys
-from typing import Callable, Sequence
+import threading
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
+from .batch import iter_remove_background
+from .compose import parse_color
 from .errors import RMBGError
+from .jobs import OUTPUT_FORMATS, Failure, OutputFormat, Summary, plan_job, run_tasks
+from .model import RMBGModel, load_model
+from .report import Reporter
 from .version import __version__
 from .weights import DEFAULT_SOURCE
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 Command = Callable[[argparse.Namespace], int]
+STDIN = "-"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand; each sets ``handler`` to its run function."""
-    parser = argparse.ArgumentParser(
-        prog="rmbg",
-        description="Background removal with BRIA RMBG-1.4, faithful to the model card.",
-    )
-    parser.add_argument("--version", action="version", version=f"rmbg {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+class UsageError(RMBGError):
+    """Arguments that do not make sense together (exit code 2)."""
+
+
+def positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+    return value
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model / --device / --dtype, as ``load_model`` takes them."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default=DEFAULT_SOURCE, metavar="SRC",
+                       help="Hugging Face repo id, checkpoint folder or file (default: %(default)s)")
+    group.add_argument("--device", default="auto",
+                       help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto)")
+    group.add_argument("--dtype", default="auto",
+                       help="auto (float16 on CUDA, else float32), float32, float16 or bfloat16 (default: auto)")
+
+
+def model_from(args: argparse.Namespace) -> RMBGModel:
+    return load_model(args.model, device=args.device, dtype=args.dtype)
+
+
+def add_remove_command(subparsers: Any) -> None:
+    """``rmbg remove INPUT... -o OUT_DIR``: cutouts, masks or composites for many images."""
+    remove = subparsers.add_parser(
+        "remove", help="remove the background of images, folders or globs",
+        description="Remove the background of every image named (files, folders, glob patterns). "
+                    "Outputs are <stem>.<format> in OUT_DIR; existing ones are skipped, so a rerun resumes.",
+        epilog="exit codes: 0 all done, 1 some inputs failed, 2 usage or setup error, 130 interrupted")
+    remove.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image file, folder or glob pattern; '-' reads one image on stdin and writes "
+                             "the result to stdout")
+    remove.add_argument("-o", "--output-dir", metavar="OUT_DIR", help="folder for the outputs (created if needed)")
+    remove.add_argument("-r", "--recursive", action="store_true",
+                        help="look in subfolders too and keep their layout under OUT_DIR")
+    remove.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    output = remove.add_argument_group("output")
+    output.add_argument("--mask-only", action="store_true", help="write the greyscale mask instead of a cutout")
+    output.add_argument("--background", metavar="COLOR",
+                        help="composite onto this colour ('#RRGGBB') instead of a transparent cutout")
+    output.add_argument("--format", choices=list(OUTPUT_FORMATS), default="png",
+                        help="output format (default: png; webp is lossless; jpg needs --background)")
+    add_model_arguments(remove)
+    speed = remove.add_argument_group("performance")
+    speed.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
+                       help="images per forward pass (default: 1)")
+    speed.add_argument("--workers", type=non_negative_int, default=2, metavar="N",
+                       help="threads decoding and encoding alongside the model; 0 for none (default: 2)")
+    remove.add_argument("--json", action="store_true",
+                        help="print a JSON summary on stdout (on stderr with '-')")
+    remove.set_defaults(handler=run_remove)
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    """The ``remove`` handler: check options, then a folder job or a stdin-to-stdout conversion."""
+    output_format = checked_output_format(args)
+    if STDIN in args.inputs:
+        return remove_stream(args, output_format)
+    if args.output_dir is None:
+        raise UsageError("-o/--output-dir is required (only '-' writes to stdout)")
+    out_dir = Path(args.output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: output path exists and is not a folder")
+    reporter = Reporter(sys.stderr)
+    plan = plan_job(args.inputs, out_dir, suffix=output_format.suffix, recursive=args.recursive,
+                    overwrite=args.overwrite)
+    summary = Summary(skipped=len(plan.skipped), failures=list(plan.failures))
+    for note in plan.notes:
+        reporter.note(note)
+    for failure in plan.failures:
+        reporter.failed(failure.error)
+    if plan.tasks:
+        model = model_from(args)
+        reporter.start(len(plan.tasks))
+        run_tasks(plan.tasks, summary, model=model, output_format=output_format, return_mask=args.mask_only,
+                  background=args.background, batch_size=args.batch_size, workers=args.workers,
+                  on_done=reporter.done)
+    reporter.summary(summary.finish(), sys.stdout if args.json else None)
+    return exit_code(summary)
+
+
+def remove_stream(args: argparse.Namespace, output_format: OutputFormat) -> int:
+    """``rmbg remove -``: one image from stdin, the result to stdout; messages stay on stderr."""
+    if len(args.inputs) > 1:
+        raise UsageError("'-' (stdin) cannot be combined with other inputs")
+    if args.output_dir is not None:
+        raise UsageError("'-' writes its result to stdout; drop -o/--output-dir")
+    if sys.stdout.isatty():
+        raise UsageError("refusing to write image data to a terminal; redirect stdout to a file or a pipe")
+    source = io.BytesIO(sys.stdin.buffer.read())
+    source.name = "<stdin>"
+    summary = Summary()
+    reporter = Reporter(sys.stderr)
+    result = next(iter_remove_background([source], model=model_from(args), return_mask=args.mask_only,
+                                         background=args.background, workers=0))
+    if result.ok:
+        sys.stdout.buffer.write(output_format.encode(result.image))
+        sys.stdout.buffer.flush()
+        summary.written = 1
+    else:
+        summary.failures.append(Failure(source.name, result.error))
+        reporter.failed(result.error)
+    summary.finish()
+    if args.json:
+        reporter.summary(summary, sys.stderr)
+    return exit_code(summary)
+
+
+def checked_output_format(args: argparse.Namespace) -> OutputFormat:
+    """The output format, after refusing combinations that cannot be written."""
+    if args.mask_only and args.background is not None:
+        raise UsageError("--mask-only and --background cannot be combined (a mask has no background)")
+    if args.format == "jpg" and args.background is None:
+        raise UsageError("--format jpg needs --background: JPEG has no transparency")
+    if args.background is not None:
+        parse_color(args.background)
+    return OUTPUT_FORMATS[args.format]
+
+
+def exit_code(summary: Summary) -> int:
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.failures else EXIT_OK
+
+
+def add_export_command(subparsers: Any) -> None:
+    """``rmbg export``: a hub-ready transformers folder (remote code + weights + model card)."""
     export = subparsers.add_parser(
         "export", help="write a hub-ready transformers folder (remote code + weights + model card)",
         description="Write OUT_DIR: config.json, flat .py files, fp32 model.safetensors and a README, "
@@ -32,7 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="replace files already in OUT_DIR")
     export.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if missing)")
     export.set_defaults(handler=run_export)
-    return parser
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -44,14 +192,31 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+COMMANDS: tuple[Callable[[Any], None], ...] = (add_remove_command, add_export_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand; each sets ``handler`` to its run function."""
+    parser = argparse.ArgumentParser(
+        prog="rmbg",
+        description="Background removal with BRIA RMBG-1.4, faithful to the model card.",
+    )
+    parser.add_argument("--version", action="version", version=f"rmbg {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(subparsers)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 done, 1 some inputs failed, 2 usage or setup error)."""
+    """Run the CLI; returns the exit code (0 done, 1 some inputs failed, 2 usage or setup error, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Command | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
         return EXIT_USAGE
+    previous = _interrupt_on_sigterm()
     try:
         return handler(args)
     except RMBGError as exc:
@@ -59,7 +224,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("rmbg: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt_on_sigterm() -> Any:
+    """Make SIGTERM (cron/CI timeouts, ``kill``) stop a run like Ctrl-C, so it cleans up; returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 if __name__ == "__main__":

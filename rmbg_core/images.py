@@ -46,7 +46,7 @@ class RGBImage:
 
 
 def describe(image: Any) -> str:
-    """A short name for ``image`` in error messages: the path for files, the type otherwise."""
+    """A short name for ``image`` in error messages: the path (or file object name) for files, else the type."""
     if isinstance(image, (str, os.PathLike)):
         return os.fspath(image)
     if isinstance(image, Image.Image):
@@ -58,6 +58,8 @@ def describe(image: Any) -> str:
         return f"<tensor shape={tuple(image.shape)} dtype={image.dtype}>"
     if isinstance(image, (bytes, bytearray)):
         return f"<{len(image)} bytes>"
+    if hasattr(image, "read") and getattr(image, "name", None):
+        return str(image.name)
     return f"<{type(image).__name__}>"
 
 

@@ -74,3 +74,23 @@ def real_model(fixture_dir):
 def pack():
     """The ComfyUI node pack (outside ComfyUI: the comfy glue falls back to plain torch)."""
     return import_pack()
+
+
+@pytest.fixture
+def fast_model(random_model, checkpoint_dir, monkeypatch):
+    """``random_model`` predicting at ``SMALL_INPUT`` whatever size callers ask for, for plumbing tests.
+
+    The CLI and the batch iterator always ask for the real 1024 input; this test-only patch keeps them
+    fast. Loads are shared, so ``rmbg --model <checkpoint_dir> --device cpu --dtype float32`` run in
+    this process gets this very object (checked below); subprocess tests run at the real size.
+    """
+    from rmbg_core import load_model
+
+    original = random_model.predict
+
+    def predict(images, *, batch_size=1, input_size=None, callback=None):
+        return original(images, batch_size=batch_size, input_size=SMALL_INPUT, callback=callback)
+
+    monkeypatch.setattr(random_model, "predict", predict)
+    assert load_model(checkpoint_dir, device="cpu", dtype="float32") is random_model
+    return random_model

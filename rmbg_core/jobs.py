@@ -1,0 +1,225 @@
+"""A files-to-folder removal job, what ``rmbg remove`` runs: plan outputs, skip existing ones, run the
+batch iterator, encode and write atomically in worker threads, and keep a summary.
+
+A rerun of an interrupted job resumes: outputs are only ever complete files, and existing ones are
+skipped unless ``overwrite`` is set.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from PIL import Image
+
+from .batch import iter_remove_background, make_executor
+from .compose import Color
+from .files import write_atomic
+from .inputs import FoundImage, find_images
+from .model import RMBGModel
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """How outputs are encoded: Pillow format name, file suffix, save options."""
+
+    pil_format: str
+    suffix: str
+    options: dict = field(default_factory=dict)
+
+    def encode(self, image: Image.Image) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format=self.pil_format, **self.options)
+        return buffer.getvalue()
+
+
+# WebP is lossless and exact (keeps colours under zero alpha), so it equals PNG; JPEG (no alpha) is for composites.
+OUTPUT_FORMATS = {
+    "png": OutputFormat("PNG", ".png"),
+    "webp": OutputFormat("WEBP", ".webp", {"lossless": True, "exact": True}),
+    "jpg": OutputFormat("JPEG", ".jpg", {"quality": 95}),
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One image to process and the file its output goes to."""
+
+    source: Path
+    output: Path
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that produced no output, and why (a one-line message naming the file)."""
+
+    input: str
+    error: str
+
+
+@dataclass
+class Summary:
+    """Counts, failures and timing of a job (wall time since the summary was made)."""
+
+    written: int = 0
+    skipped: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter, repr=False)
+
+    def finish(self) -> "Summary":
+        self.seconds = time.perf_counter() - self.started
+        return self
+
+    @property
+    def images_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` schema."""
+        return {
+            "written": self.written,
+            "skipped": self.skipped,
+            "failed": [{"input": failure.input, "error": failure.error} for failure in self.failures],
+            "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 3),
+        }
+
+    def line(self) -> str:
+        """A one-line human summary."""
+        parts = [f"{self.written} written"]
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped (output exists; --overwrite to redo)")
+        if self.failures:
+            parts.append(f"{len(self.failures)} failed")
+        text = ", ".join(parts) + f" in {self.seconds:.1f} s ({self.images_per_second:.2f} images/s)"
+        return text + ("; interrupted: rerun the same command to resume" if self.interrupted else "")
+
+
+@dataclass
+class Plan:
+    """Inputs split into work to do, outputs that already exist, inputs that cannot be done, and notes."""
+
+    tasks: list[Task] = field(default_factory=list)
+    skipped: list[Task] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_job(arguments: Sequence[str], out_dir: str | os.PathLike, *, suffix: str, recursive: bool = False,
+             overwrite: bool = False) -> Plan:
+    """Find the images ``arguments`` name (see :func:`inputs.find_images`) and plan their outputs.
+
+    Arguments that name nothing become failures; folders without images become notes.
+    """
+    found = find_images(arguments, recursive=recursive, exclude=out_dir)
+    plan = plan_outputs(found.images, out_dir, suffix, overwrite=overwrite)
+    plan.failures[:0] = [Failure(argument, f"{argument}: {reason}") for argument, reason in found.problems]
+    hint = "" if recursive else " (--recursive looks in subfolders)"
+    plan.notes.extend(f"{folder}: no image files in this folder{hint}" for folder in found.empty_folders)
+    return plan
+
+
+def plan_outputs(images: Sequence[FoundImage], out_dir: str | os.PathLike, suffix: str, *,
+                 overwrite: bool = False) -> Plan:
+    """Give every image its output ``out_dir/<relative folder>/<stem><suffix>`` and decide what to do.
+
+    Two inputs with one output name (``a.jpg`` and ``a.png``) would overwrite each other: the later is a
+    failure. An output that is the input file itself is refused rather than destroyed.
+    """
+    plan = Plan()
+    claimed: dict[str, Path] = {}
+    for image in images:
+        output = Path(out_dir) / image.relative.with_name(image.relative.stem + suffix)
+        key = os.path.normcase(os.path.abspath(output))
+        if key in claimed:
+            plan.failures.append(Failure(str(image.path), f"{image.path}: output {output} is already the output "
+                                         f"of {claimed[key]}; rename one (or use --recursive for nested folders)"))
+            continue
+        claimed[key] = image.path
+        if output.exists() and _same_file(output, image.path):
+            plan.failures.append(Failure(str(image.path), f"{image.path}: the output would replace the input "
+                                         "itself; choose another output folder"))
+        elif output.exists() and not overwrite:
+            plan.skipped.append(Task(image.path, output))
+        else:
+            plan.tasks.append(Task(image.path, output))
+    return plan
+
+
+ItemDone = Callable[[Task, "str | None"], None]
+
+
+def run_tasks(tasks: Sequence[Task], summary: Summary, *, model: RMBGModel, output_format: OutputFormat,
+              return_mask: bool = False, background: Color | None = None, batch_size: int = 1,
+              workers: int = 2, on_done: ItemDone | None = None) -> Summary:
+    """Process ``tasks`` into ``summary``; ``on_done(task, error_or_None)`` runs as each one settles.
+
+    Ctrl-C (KeyboardInterrupt) stops the job cleanly: writes in flight complete, queued ones are
+    dropped, and ``summary.interrupted`` is set.
+    """
+    writer = make_executor(workers, name="rmbg-write")
+    pending: deque[tuple[Task, Future]] = deque()
+    max_pending = 2 * max(workers, 1)
+
+    def settle(block: bool) -> None:
+        while pending and (block or pending[0][1].done() or len(pending) > max_pending):
+            task, future = pending.popleft()
+            _record(summary, task, future.result(), on_done)
+
+    results = iter_remove_background([task.source for task in tasks], model=model, return_mask=return_mask,
+                                     background=background, batch_size=batch_size, workers=workers)
+    try:
+        for task, result in zip(tasks, results):
+            if result.error is not None:
+                _record(summary, task, result.error, on_done)
+            else:
+                pending.append((task, writer.submit(_write, result.image, task.output, output_format)))
+            settle(block=False)
+        settle(block=True)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        results.close()
+        writer.shutdown(wait=True, cancel_futures=True)
+        for task, future in pending:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                _record(summary, task, future.result(), on_done)
+    return summary
+
+
+def _record(summary: Summary, task: Task, error: str | None, on_done: ItemDone | None) -> None:
+    if error is None:
+        summary.written += 1
+    else:
+        summary.failures.append(Failure(str(task.source), error))
+    if on_done is not None:
+        on_done(task, error)
+
+
+def _write(image: Image.Image, output: Path, output_format: OutputFormat) -> str | None:
+    """Encode and write one output atomically; the reason on failure (disk full, no permission...)."""
+    try:
+        data = output_format.encode(image)
+    except (OSError, ValueError) as exc:
+        return f"{output}: cannot encode as {output_format.pil_format} ({exc})"
+    try:
+        write_atomic(output, lambda handle: handle.write(data))
+    except OSError as exc:
+        return f"{output}: cannot write ({exc.strerror or exc})"
+    return None
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
