@@ -142,7 +142,8 @@ def synthetic_scene(seed: int = SEED) -> Scene:
     head_alpha = _downsample(np.asarray(head, np.float32)[..., None] / 255.0)[..., 0]
     cover = np.asarray(hair_cover, np.float32)[..., None] / 255.0
     hair_alpha = _downsample(cover)[..., 0]
-    hair_rgb = _downsample(np.asarray(hair_colour, np.float32) / 255.0 * cover) / np.maximum(hair_alpha[..., None], 1e-6)
+    hair_premultiplied = _downsample(np.asarray(hair_colour, np.float32) / 255.0 * cover)
+    hair_rgb = hair_premultiplied / np.maximum(hair_alpha[..., None], 1e-6)
 
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     light = np.clip(1.05 - 0.35 * np.hypot((xs - centre[0] + 25) / radii[0], (ys - centre[1] + 30) / radii[1]), 0.35, 1)
@@ -183,7 +184,8 @@ def picture(scene: Scene, estimated: torch.Tensor) -> Image.Image:
     panels = [composite(colours[crop], alpha, NEW_BACKGROUND)
               for colours in (scene.photo, estimated, scene.foreground)]
     side = CROP * ZOOM
-    overview = Image.fromarray(scene.photo.numpy()).resize((side * SCENE_SIZE[1] // SCENE_SIZE[0], side), Image.BILINEAR)
+    overview = Image.fromarray(scene.photo.numpy()).resize((side * SCENE_SIZE[1] // SCENE_SIZE[0], side),
+                                                           Image.BILINEAR)
     header, gap = 18, 4
     sheet = Image.new("RGB", (overview.width + 3 * (side + gap), header + side), "white")
     draw = ImageDraw.Draw(sheet)

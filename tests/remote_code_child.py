@@ -111,8 +111,9 @@ check(from_array.mode == "L" and from_array.size == (array.shape[1], array.shape
 report["variant_max_diff"] = {}
 for variant in spec.get("variants", []):
     outputs = pipe(images, **variant["keywords"], **size)
-    report["variant_max_diff"][variant["name"]] = [
-        max_diff(output, np.asarray(Image.open(path)).astype(int)) for output, path in zip(outputs, variant["expected"])]
+    expected_outputs = [np.asarray(Image.open(path)).astype(int) for path in variant["expected"]]
+    report["variant_max_diff"][variant["name"]] = [max_diff(output, target)
+                                                   for output, target in zip(outputs, expected_outputs)]
     check(max(report["variant_max_diff"][variant["name"]]) == 0, f"{variant['name']}: differs from the project's")
 if spec.get("variants"):
     try:
