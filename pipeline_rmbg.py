@@ -25,15 +25,19 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from modeling_rmbg import RMBGForSegmentation
 from rmbg_core.api import render
 from rmbg_core.compose import Color, parse_color
-from rmbg_core.errors import InputError
+from rmbg_core.errors import InputError, OptionError
 from rmbg_core.images import ImageInput, RGBImage, read_image
 from rmbg_core.processing import MODEL_INPUT_SIZE, check_input_size, postprocess, preprocess
+from rmbg_core.refine import Refinement, option_names
 from rmbg_core.runtime import resolve_device, resolve_dtype
 from rmbg_core.weights import DEFAULT_SOURCE, build_network, locate_checkpoint, read_state_dict
 
 TASK = "image-segmentation"
 CUSTOM_TASK = "background-removal"
-CALL_KEYWORDS = ("return_mask", "background", "model_input_size", "timeout")
+# The refinement keywords are rmbg_core's option names: the same words as the ComfyUI node and the CLI.
+REFINE_KEYWORDS = option_names()
+CALL_KEYWORDS = ("return_mask", "background", "estimate_foreground", *REFINE_KEYWORDS, "model_input_size",
+                 "timeout")
 # Keywords transformers' pipeline() factory forwards to every pipeline class; they mean nothing here.
 FACTORY_KEYWORDS = ("local_files_only",)
 URL_PREFIXES = ("http://", "https://")
@@ -44,8 +48,12 @@ class RMBGPipeline(Pipeline):
 
     Call keywords: ``return_mask=True`` for the mode "L" mask instead of the RGBA cutout;
     ``background="#RRGGBB"`` (or an (r, g, b) tuple) for an RGB composite on that colour;
+    ``estimate_foreground=True`` to take the old background's colour out of soft edges (cutout and
+    composite); the mask refinements of ``rmbg_core.Refinement`` by name (``threshold``, ``fill_holes``,
+    ``keep_largest``, ``min_area``, ``grow``, ``feather``, ``invert``), applied before the output is built;
     ``model_input_size=(h, w)`` for the network input (default the config's, 1024x1024);
     ``timeout`` in seconds for URL downloads. ``batch_size=N`` runs N images per forward pass.
+    Bad keyword values fail before any image is read.
     """
 
     # No tokenizer, image processor or feature extractor exists for this model: never look for one.
@@ -67,13 +75,15 @@ class RMBGPipeline(Pipeline):
         return super().__call__(inputs, **kwargs)
 
     def _sanitize_parameters(self, return_mask: bool | None = None, background: Color | None = None,
+                             estimate_foreground: bool | None = None,
                              model_input_size: int | tuple[int, int] | None = None,
-                             timeout: float | None = None, **unknown: Any) -> tuple[dict, dict, dict]:
-        if unknown:
+                             timeout: float | None = None, **keywords: Any) -> tuple[dict, dict, dict]:
+        refine_keywords = {name: keywords.pop(name) for name in REFINE_KEYWORDS if name in keywords}
+        if keywords:
             hint = ("; dtype and device are chosen when the pipeline is made: pipeline(..., dtype=..., device=...)"
-                    " (torch_dtype= before transformers 4.56)") if {"dtype", "device"} & set(unknown) else ""
+                    " (torch_dtype= before transformers 4.56)") if {"dtype", "device"} & set(keywords) else ""
             raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) "
-                            f"{', '.join(sorted(unknown))}; it accepts {', '.join(CALL_KEYWORDS)}, "
+                            f"{', '.join(sorted(keywords))}; it accepts {', '.join(CALL_KEYWORDS)}, "
                             f"batch_size and num_workers{hint}")
         preprocess_params: dict[str, Any] = {}
         postprocess_params: dict[str, Any] = {}
@@ -86,6 +96,15 @@ class RMBGPipeline(Pipeline):
         if background is not None:
             parse_color(background)  # a bad colour fails before any image is read
             postprocess_params["background"] = background
+        if estimate_foreground is not None:
+            if not isinstance(estimate_foreground, bool):
+                raise OptionError(f"estimate_foreground must be True or False, got {estimate_foreground!r}")
+            postprocess_params["estimate_foreground"] = estimate_foreground
+        # Checked (and converted) here, so a bad value fails before any image is read; passed on one by
+        # one, so keywords given when the pipeline is made and when it is called combine.
+        given = Refinement.from_options(refine_keywords)
+        postprocess_params.update({name: getattr(given, name) for name, value in refine_keywords.items()
+                                   if value is not None})
         return preprocess_params, {}, postprocess_params
 
     def preprocess(self, image: ImageInput, model_input_size: tuple[int, int] | None = None,
@@ -103,10 +122,12 @@ class RMBGPipeline(Pipeline):
         return {"prediction": prediction, "image": model_inputs["image"]}
 
     def postprocess(self, model_outputs: dict[str, Any], return_mask: bool = False,
-                    background: Color | None = None) -> Any:
+                    background: Color | None = None, estimate_foreground: bool = False,
+                    **refine_options: Any) -> Any:
         picture: RGBImage = model_outputs["image"]
         mask = postprocess(model_outputs["prediction"], picture.size)[0]
-        return render(picture, mask, return_mask=return_mask, background=background)
+        return render(picture, mask, return_mask=return_mask, background=background,
+                      refine=Refinement.from_options(refine_options), estimate_foreground=estimate_foreground)
 
     def get_iterator(self, inputs: Iterable, num_workers: int, batch_size: int, preprocess_params: dict,
                      forward_params: dict, postprocess_params: dict) -> PipelineIterator:

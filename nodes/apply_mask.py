@@ -6,7 +6,8 @@ import torch
 
 from ..rmbg_core.compose import apply_mask
 from . import comfy_runtime
-from .options import BACKGROUND_COLOR, BACKGROUND_MODE, CATEGORY, MASK_CONVENTION, background_for, check_color
+from .options import (BACKGROUND_COLOR, BACKGROUND_MODE, CATEGORY, ESTIMATE_FOREGROUND, MASK_CONVENTION, background_for,
+                      check_color)
 
 
 class RMBGApplyMask:
@@ -33,6 +34,9 @@ class RMBGApplyMask:
                 "invert": ("BOOLEAN", {"default": False, "label_on": "keep background", "label_off": "keep foreground",
                                        "tooltip": "Use 1 - mask: keep what the mask marks as background."}),
             },
+            "optional": {
+                "estimate_foreground": ESTIMATE_FOREGROUND,
+            },
         }
 
     @classmethod
@@ -40,6 +44,7 @@ class RMBGApplyMask:
         return check_color(background_color)
 
     def apply(self, image: torch.Tensor, mask: torch.Tensor, mode: str = "alpha", background_color: str = "#FFFFFF",
-              invert: bool = False) -> tuple[torch.Tensor]:
-        result = apply_mask(image, mask, background=background_for(mode, background_color), invert=invert)
+              invert: bool = False, estimate_foreground: bool = False) -> tuple[torch.Tensor]:
+        result = apply_mask(image, mask, background=background_for(mode, background_color), invert=invert,
+                            estimate_foreground=estimate_foreground)
         return (result.to(comfy_runtime.output_device()),)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..rmbg_core.compose import parse_color
 from ..rmbg_core.errors import InputError
+from ..rmbg_core.refine import MAX_FEATHER, MAX_GROW, Refinement, option_help, option_names
 
 CATEGORY = "image/background removal"
 MODEL_TYPE = "RMBG_MODEL"
@@ -23,6 +24,44 @@ BACKGROUND_MODE = (BACKGROUND_MODES, {
     "tooltip": "'alpha' gives an RGBA cutout (a 4-channel IMAGE; SaveImage writes a transparent PNG), "
                "'color' an RGB image composited on background_color.",
 })
+
+
+ESTIMATE_FOREGROUND = ("BOOLEAN", {
+    "default": False, "label_on": "estimated foreground", "label_off": "photo colours",
+    "tooltip": "Colours of the result: the photo's own (default), or the foreground estimated under the mask "
+               "(blur-fusion), which takes the old background's colour out of hair and soft edges (no halo). "
+               "The mask is not changed.",
+})
+
+
+def refinement_inputs() -> dict[str, tuple]:
+    """Refine Mask's widgets: rmbg_core's refinement options, same names and order, their help as tooltips.
+
+    Every default is the core's own "off", except that a widget cannot be empty: ``threshold`` 0 stands
+    for the core's ``None`` (not set); a threshold of exactly 0 would make every non-zero pixel foreground.
+    """
+    text = option_help()
+    widgets = {
+        "threshold": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99, "step": 0.01,
+                                "tooltip": f"{text['threshold']}. 0 = off."}),
+        "fill_holes": ("BOOLEAN", {"default": False, "tooltip": f"{text['fill_holes']}."}),
+        "keep_largest": ("BOOLEAN", {"default": False, "tooltip": f"{text['keep_largest']}."}),
+        "min_area": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001,
+                               "tooltip": f"{text['min_area']}. 0 = off."}),
+        "grow": ("INT", {"default": 0, "min": -MAX_GROW, "max": MAX_GROW, "step": 1,
+                         "tooltip": f"{text['grow']}. 0 = off."}),
+        "feather": ("FLOAT", {"default": 0.0, "min": 0.0, "max": MAX_FEATHER, "step": 0.1,
+                              "tooltip": f"{text['feather']}. 0 = off."}),
+        "invert": ("BOOLEAN", {"default": False, "tooltip": f"{text['invert']}."}),
+    }
+    return {name: widgets[name] for name in option_names()}
+
+
+def refinement_from_widgets(**values: object) -> Refinement:
+    """The :class:`Refinement` for Refine Mask's widget values (``threshold`` 0 = not set)."""
+    if values.get("threshold") == 0:
+        values["threshold"] = None
+    return Refinement.from_options(values)
 
 
 def background_for(mode: str, color: str) -> str | None:

@@ -7,8 +7,8 @@ import torch
 from ..rmbg_core.compose import apply_mask
 from . import comfy_runtime
 from .model_management import ManagedModel
-from .options import (BACKGROUND_COLOR, BACKGROUND_MODE, CATEGORY, MASK_CONVENTION, MODEL_TYPE, background_for,
-                      check_color)
+from .options import (BACKGROUND_COLOR, BACKGROUND_MODE, CATEGORY, ESTIMATE_FOREGROUND, MASK_CONVENTION, MODEL_TYPE,
+                      background_for, check_color)
 
 
 class RMBGRemoveBackground:
@@ -22,7 +22,7 @@ class RMBGRemoveBackground:
     RETURN_NAMES = ("image", "mask")
     OUTPUT_TOOLTIPS = (
         "The cutout: RGBA with alpha = mask (times the input's own alpha, if it has one), or RGB on "
-        "background_color.",
+        "background_color; colours are the photo's, or the estimated foreground with estimate_foreground.",
         "The predicted mask, 1 = foreground, at the image's size. " + MASK_CONVENTION,
     )
 
@@ -43,6 +43,7 @@ class RMBGRemoveBackground:
                 }),
                 "background": BACKGROUND_MODE,
                 "background_color": BACKGROUND_COLOR,
+                "estimate_foreground": ESTIMATE_FOREGROUND,
             },
         }
 
@@ -51,10 +52,12 @@ class RMBGRemoveBackground:
         return check_color(background_color)
 
     def remove(self, rmbg_model: ManagedModel, image: torch.Tensor, batch_size: int = 4,
-               background: str = "alpha", background_color: str = "#FFFFFF") -> tuple[torch.Tensor, torch.Tensor]:
+               background: str = "alpha", background_color: str = "#FFFFFF",
+               estimate_foreground: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         color = background_for(background, background_color)
         model = rmbg_model.ready(batch_size)
         masks = model.predict(image, batch_size=batch_size, input_size=rmbg_model.input_size,
                               callback=comfy_runtime.progress(len(image)))
         out = comfy_runtime.output_device()
-        return apply_mask(image, masks, background=color).to(out), masks.to(out)
+        result = apply_mask(image, masks, background=color, estimate_foreground=estimate_foreground)
+        return result.to(out), masks.to(out)

@@ -10,7 +10,7 @@ from PIL import Image
 from .compose import Color, composite, cutout, parse_color, to_pil
 from .images import ImageInput, RGBImage, read_image
 from .model import RMBGModel, load_model
-from .processing import mask_to_uint8
+from .processing import MODEL_INPUT_SIZE, check_input_size, mask_to_uint8
 from .refine import RefinementLike, apply_refinement, as_refinement
 
 
@@ -41,7 +41,8 @@ def render(image: RGBImage, mask: torch.Tensor, *, return_mask: bool = False,
 
 def remove_background(image: ImageInput, *, model: RMBGModel | str | os.PathLike | None = None,
                       return_mask: bool = False, background: Color | None = None,
-                      refine: RefinementLike = None, estimate_foreground: bool = False) -> Image.Image:
+                      refine: RefinementLike = None, estimate_foreground: bool = False,
+                      input_size: int | tuple[int, int] = MODEL_INPUT_SIZE) -> Image.Image:
     """Remove the background of one image (path, bytes, PIL, numpy or tensor).
 
     Returns a mode "L" mask with ``return_mask=True``, an RGB composite on ``background``
@@ -51,11 +52,14 @@ def remove_background(image: ImageInput, *, model: RMBGModel | str | os.PathLike
     fill_holes, keep_largest, min_area, grow, feather, invert); ``estimate_foreground`` takes the old
     background's colour out of soft edges.
     Both are off by default, which gives the reference mask and the input's own colours.
+    ``input_size`` is the network input ``(height, width)`` (or one int for a square); the default
+    1024x1024 is the model card's, the only size that reproduces its masks.
     """
+    size = check_input_size(input_size)
     picture = read_image(image)
     if background is not None and not return_mask:
         parse_color(background)  # fail on a bad colour before spending a forward pass
     refine = as_refinement(refine)  # bad options fail before the forward pass too
-    mask = resolve_model(model).predict(picture.pixels[None])[0]
+    mask = resolve_model(model).predict(picture.pixels[None], input_size=size)[0]
     return render(picture, mask, return_mask=return_mask, background=background, refine=refine,
                   estimate_foreground=estimate_foreground)

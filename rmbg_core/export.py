@@ -20,6 +20,7 @@ import torch
 from .errors import RMBGError
 from .flatten import flatten
 from .processing import MODEL_INPUT_SIZE
+from .refine import option_help
 from .version import __version__
 from .weights import DEFAULT_SOURCE, build_network, locate_checkpoint, read_state_dict
 
@@ -90,8 +91,9 @@ def export_model(source: str | os.PathLike = DEFAULT_SOURCE, out_dir: str | os.P
 
 def model_card(source_label: str, weights_sha256: str) -> str:
     """README.md of an exported folder: hub metadata, usage, provenance."""
+    refinements = "\n".join(f"- `{name}`: {text}" for name, text in option_help().items())
     return MODEL_CARD.format(source=source_label, sha256=weights_sha256, version=__version__,
-                             task=PIPELINE_TASK)
+                             task=PIPELINE_TASK, refinements=refinements)
 
 
 def _save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -157,12 +159,22 @@ cutout = pipe("photo.jpg")                            # PIL RGBA, input size, al
 mask = pipe("photo.jpg", return_mask=True)            # PIL "L" mask
 on_white = pipe("photo.jpg", background="#ffffff")    # PIL RGB composite
 masks = pipe(["a.jpg", "b.png"], return_mask=True, batch_size=2)   # list in, list out
+clean = pipe("photo.jpg", estimate_foreground=True)   # cutout without the old background's halo
+solid = pipe("photo.jpg", return_mask=True, threshold=0.5, fill_holes=True, keep_largest=True)
 ```
 
 Inputs: file paths, http(s) URLs, PIL images of any mode, numpy arrays `(H, W[, C])`, or a list of
 these. `model_input_size=(h, w)` changes the network input (default 1024x1024). On transformers
 before 4.56 pass `torch_dtype=` instead of `dtype=`; transformers 4.46 needs a local folder name
 without dots or dashes.
+
+Edge options, all off by default (the default output is the model's mask and the photo's colours):
+`estimate_foreground=True` replaces the cutout's (or composite's) edge colours by the estimated
+foreground (blur-fusion), and these mask refinements run, in this order, before the output is built:
+
+{refinements}
+
+Bad values raise `OptionError` (a `ValueError`) before any image is read.
 
 The model alone:
 

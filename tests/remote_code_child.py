@@ -106,6 +106,23 @@ array = np.asarray(Image.open(images[-1]).convert("RGB"))
 from_array = pipe(array, return_mask=True, model_input_size=[64, 64])
 check(from_array.mode == "L" and from_array.size == (array.shape[1], array.shape[0]), "numpy input failed")
 
+# Edge keywords (refinements by rmbg_core's option names, estimate_foreground): outputs equal the ones the
+# parent computed with the project's own code, exactly; bad values fail with the core's OptionError.
+report["variant_max_diff"] = {}
+for variant in spec.get("variants", []):
+    outputs = pipe(images, **variant["keywords"], **size)
+    expected_outputs = [np.asarray(Image.open(path)).astype(int) for path in variant["expected"]]
+    report["variant_max_diff"][variant["name"]] = [max_diff(output, target)
+                                                   for output, target in zip(outputs, expected_outputs)]
+    check(max(report["variant_max_diff"][variant["name"]]) == 0, f"{variant['name']}: differs from the project's")
+if spec.get("variants"):
+    try:
+        pipe(images[0], feather=-1.0, **size)
+        report["bad_option"] = "accepted"
+    except Exception as exc:  # the exported copy of rmbg_core's OptionError
+        report["bad_option"] = f"{type(exc).__name__}: {exc}"
+    check(report["bad_option"].startswith("OptionError: feather must be"), "a bad refinement value is not refused")
+
 model, info = AutoModelForImageSegmentation.from_pretrained(model_dir, trust_remote_code=True,
                                                             output_loading_info=True)
 report["automodel"] = f"{type(model).__module__}.{type(model).__name__}"

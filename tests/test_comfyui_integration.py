@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from comfyui_server import PACK_NAME, ComfyUIServer, PromptRejected, events, locate_comfyui
@@ -19,7 +20,7 @@ from conftest import FIXTURE_PHOTOS, REPO
 
 FIXTURE_MODEL = "isnet-real.safetensors"
 OURS = {"RMBGLoadModel": "Load RMBG", "RMBGRemoveBackground": "Remove Background (RMBG)",
-        "RMBGApplyMask": "Apply Mask (RMBG)"}
+        "RMBGApplyMask": "Apply Mask (RMBG)", "RMBGRefineMask": "Refine Mask (RMBG)"}
 INPAINT_CHECKPOINT = "512-inpainting-ema.safetensors"
 
 
@@ -39,7 +40,7 @@ def server(comfyui, fixture_dir, tmp_path_factory):
     (base / "models" / "rmbg" / "README.md").write_text("not a checkpoint: must not be offered")
     (base / "models" / "checkpoints").mkdir(parents=True)
     (base / "models" / "checkpoints" / INPAINT_CHECKPOINT).write_bytes(b"")  # a name for validation only
-    inputs = [fixture_dir / f"{name}.png" for name in FIXTURE_PHOTOS]
+    inputs = [fixture_dir / f"{name}.png" for name in FIXTURE_PHOTOS] + [fixture_dir / "chelsea.mask.png"]
     with ComfyUIServer(checkout, python, base, models={FIXTURE_MODEL: fixture_dir / "model.safetensors"},
                        inputs=inputs) as running:
         yield running
@@ -49,10 +50,14 @@ def loader() -> dict:
     return {"class_type": "RMBGLoadModel", "inputs": {"model": FIXTURE_MODEL, "device": "auto", "dtype": "auto"}}
 
 
-def remover(image: list, batch_size: int = 1, background: str = "alpha", color: str = "#FFFFFF") -> dict:
-    return {"class_type": "RMBGRemoveBackground", "inputs": {
-        "rmbg_model": ["1", 0], "image": image, "batch_size": batch_size, "background": background,
-        "background_color": color}}
+def remover(image: list, batch_size: int = 1, background: str = "alpha", color: str = "#FFFFFF",
+            estimate_foreground: bool | None = None) -> dict:
+    """Remove Background; ``estimate_foreground`` None leaves the optional input out (old prompts)."""
+    inputs = {"rmbg_model": ["1", 0], "image": image, "batch_size": batch_size, "background": background,
+              "background_color": color}
+    if estimate_foreground is not None:
+        inputs["estimate_foreground"] = estimate_foreground
+    return {"class_type": "RMBGRemoveBackground", "inputs": inputs}
 
 
 def save(images: list, prefix: str) -> dict:
@@ -61,6 +66,11 @@ def save(images: list, prefix: str) -> dict:
 
 def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path)).astype(int)
+
+
+def saved_as(values: torch.Tensor) -> np.ndarray:
+    """What SaveImage writes for float values in [0, 1]: ``clip(255 * x)`` truncated to uint8."""
+    return np.clip(255.0 * values.numpy(), 0, 255).astype(np.uint8).astype(int)
 
 
 def succeeded(entry: dict) -> dict:
@@ -202,6 +212,97 @@ def test_weights_come_back_after_comfyui_unloads_them(server, fixture_dir):
     time.sleep(3)
     run("coffee.png")
     assert server.log().count("Requested to load NetworkHolder") == loads + 1, "reloaded after the unload"
+
+
+# ---------------------------------------------------------------------------------------------- edge options
+
+REFINE = {"threshold": 0.5, "keep_largest": True}
+REFINE_WIDGETS = {"threshold": 0.0, "fill_holes": False, "keep_largest": False, "min_area": 0.0, "grow": 0,
+                  "feather": 0.0, "invert": False}
+
+
+def refiner(mask: list, **options) -> dict:
+    return {"class_type": "RMBGRefineMask", "inputs": {"mask": mask, **REFINE_WIDGETS, **options}}
+
+
+def test_refine_mask_workflow_equals_apply_refinement(server, fixture_dir):
+    """Refine Mask in the server equals rmbg_core.apply_refinement within one grey level, on a batch of
+    two different masks (the fixture's chelsea mask, and the same flipped upside down), each on its own.
+
+    The fixture's mask is loaded as it is (LoadImage, red channel), so both sides refine the same values."""
+    from rmbg_core import Refinement, apply_refinement
+    from rmbg_core.processing import mask_to_uint8
+
+    options = {**REFINE, "fill_holes": True, "grow": -2, "feather": 1.5}
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "chelsea.mask.png"}},
+        "2": {"class_type": "ImageFlip", "inputs": {"image": ["1", 0], "flip_method": "x-axis: vertically"}},
+        "3": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}},
+        "4": {"class_type": "ImageToMask", "inputs": {"image": ["3", 0], "channel": "red"}},
+        "5": refiner(["4", 0], **REFINE),
+        "6": {"class_type": "MaskToImage", "inputs": {"mask": ["5", 0]}},
+        "7": save(["6", 0], "refined"),
+        "8": refiner(["4", 0], **options),
+        "9": {"class_type": "MaskToImage", "inputs": {"mask": ["8", 0]}},
+        "10": save(["9", 0], "refined_more"),
+    }
+    entry = succeeded(server.run(prompt))
+    reference = torch.from_numpy(pixels(fixture_dir / "chelsea.mask.png")).to(torch.float32) / 255.0
+    batch = torch.stack((reference, reference.flip(0)))
+    for node, chosen in (("7", REFINE), ("10", options)):
+        expected = mask_to_uint8(apply_refinement(batch, Refinement(**chosen))).numpy().astype(int)
+        saved = server.outputs(entry, node)
+        assert len(saved) == 2, "one mask per frame of the batch"
+        for frame, path in enumerate(saved):
+            assert np.abs(pixels(path)[..., 0] - expected[frame]).max() <= 1, (chosen, frame)
+    assert set(np.unique(pixels(server.outputs(entry, "7")[0])[..., 0])) == {0, 255}, "thresholded"
+
+
+def test_refine_and_foreground_after_remove_background(server, fixture_dir, real_model):
+    """The chain a user builds: Remove Background (estimate_foreground on) -> Refine Mask, and Apply Mask with
+    estimate_foreground on the fixture's mask. Each output equals rmbg_core run here on the same float
+    input (the server's masks may differ by float rounding: a pixel at the threshold may flip), and the
+    estimated colours really take the old background out of the edge."""
+    from rmbg_core import Refinement, apply_refinement
+    from rmbg_core.compose import apply_mask
+    from rmbg_core.processing import mask_to_uint8
+    from rmbg_core.quality import edge_bleed
+
+    prompt = {
+        "1": loader(),
+        "2": {"class_type": "LoadImage", "inputs": {"image": "chelsea.png"}},
+        "3": remover(["2", 0], estimate_foreground=True),
+        "4": save(["3", 0], "clean_cutout"),
+        "5": refiner(["3", 1], **REFINE),
+        "6": {"class_type": "MaskToImage", "inputs": {"mask": ["5", 0]}},
+        "7": save(["6", 0], "refined_prediction"),
+        "8": {"class_type": "LoadImageMask", "inputs": {"image": "chelsea.mask.png", "channel": "red"}},
+        "9": {"class_type": "RMBGApplyMask", "inputs": {"image": ["2", 0], "mask": ["8", 0], "mode": "color",
+                                                        "background_color": "#FF00FF", "invert": False,
+                                                        "estimate_foreground": True}},
+        "10": save(["9", 0], "clean_composite"),
+    }
+    entry = succeeded(server.run(prompt))
+    photo8 = pixels(fixture_dir / "chelsea.png")
+    photo = torch.from_numpy(photo8).to(torch.float32)[None] / 255.0
+    predicted = real_model.predict(photo)[0]
+
+    refined = pixels(server.outputs(entry, "7")[0])[..., 0]
+    expected = mask_to_uint8(apply_refinement(predicted, Refinement(**REFINE))).numpy().astype(int)
+    flipped = np.abs(refined - expected) > 1
+    assert np.all(np.abs(predicted.numpy()[flipped] - REFINE["threshold"]) < 1e-3), "only pixels at the threshold"
+
+    cutout = pixels(server.outputs(entry, "4")[0])
+    expected_cutout = saved_as(apply_mask(photo, predicted[None], estimate_foreground=True)[0])
+    assert np.abs(cutout - expected_cutout).max() <= 1
+    image, alpha, colours = (torch.from_numpy(a.astype(np.uint8)) for a in (photo8, cutout[..., 3], cutout[..., :3]))
+    before, after = edge_bleed(image, alpha, image), edge_bleed(image, alpha, colours)
+    assert after.levels < 0.6 * before.levels, (before, after)
+
+    reference = torch.from_numpy(pixels(fixture_dir / "chelsea.mask.png")).to(torch.float32) / 255.0
+    composite = pixels(server.outputs(entry, "10")[0])
+    expected_composite = saved_as(apply_mask(photo, reference[None], background="#FF00FF", estimate_foreground=True)[0])
+    assert np.abs(composite - expected_composite).max() <= 1
 
 
 # ---------------------------------------------------------------------------------------------- wrong inputs

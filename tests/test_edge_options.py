@@ -64,7 +64,8 @@ def test_composite_with_estimate(picture, mask):
 
 def test_remove_background_passes_options_through(random_model, monkeypatch, mask):
     calls = []
-    monkeypatch.setattr(random_model, "predict", lambda images: calls.append(images.shape) or mask[None].clone())
+    monkeypatch.setattr(random_model, "predict",
+                        lambda images, **options: calls.append(images.shape) or mask[None].clone())
     photo = Image.fromarray(np.zeros((40, 60, 3), np.uint8))
     out = remove_background(photo, model=random_model, return_mask=True, refine={"invert": True})
     assert np.array_equal(np.asarray(out), mask_to_uint8(1.0 - mask).numpy())
@@ -73,7 +74,7 @@ def test_remove_background_passes_options_through(random_model, monkeypatch, mas
 
 
 def test_bad_options_fail_before_the_forward_pass(random_model, monkeypatch):
-    monkeypatch.setattr(random_model, "predict", lambda images: pytest.fail("predict must not run"))
+    monkeypatch.setattr(random_model, "predict", lambda images, **options: pytest.fail("predict must not run"))
     photo = Image.fromarray(np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(OptionError, match="feather"):
         remove_background(photo, model=random_model, refine={"feather": -2})

@@ -1,4 +1,7 @@
-"""Edge bleed: the measure itself on a synthetic photo, and foreground estimation on the fixture photos."""
+"""Edge bleed: the measure itself on a synthetic photo, foreground estimation on the benchmark's synthetic
+scene (true foreground known) and on the fixture photos; the README picture is the script's."""
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -8,7 +11,22 @@ from PIL import Image
 from rmbg_core import estimate_foreground
 from rmbg_core.quality import edge_bleed
 
-from conftest import FIXTURE_PHOTOS
+from conftest import FIXTURE_PHOTOS, REPO
+
+PICTURE = REPO / "docs" / "edge_quality.png"
+
+
+@pytest.fixture(scope="module")
+def edge_script():
+    spec = importlib.util.spec_from_file_location("edge_quality_benchmark", REPO / "benchmarks" / "edge_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def scene(edge_script):
+    return edge_script.synthetic_scene()
 
 
 def two_colour_photo(size=80):
@@ -50,3 +68,31 @@ def test_foreground_estimation_reduces_bleed_on_fixture_photos(fixture_dir, name
     assert before.pixels > 500, "the photo has a real soft edge"
     assert before.levels > 5.0, "keeping the photo's colours visibly bleeds the old background"
     assert after.levels < 0.6 * before.levels, (name, before, after)
+
+
+def test_synthetic_scene_is_a_true_composite(scene):
+    alpha = scene.alpha.float()[..., None] / 255
+    rebuilt = alpha * scene.foreground * 255 + (1 - alpha) * scene.photo.float()  # B is the photo where a = 0
+    soft = ((scene.alpha > 12) & (scene.alpha < 243)).sum()
+    assert soft > 3000, "plenty of sub-pixel hair"
+    assert np.abs((rebuilt - scene.photo.float()).numpy())[scene.alpha.numpy() == 255].max() <= 1.0
+
+
+def test_estimation_on_the_synthetic_scene_approaches_the_truth(edge_script, scene):
+    estimated = estimate_foreground(scene.photo, scene.alpha)
+    photo_bleed = edge_bleed(scene.photo, scene.alpha, scene.photo)
+    estimated_bleed = edge_bleed(scene.photo, scene.alpha, estimated)
+    assert abs(edge_bleed(scene.photo, scene.alpha, scene.foreground).levels) < 0.5, "the measure sees no bleed in F"
+    assert estimated_bleed.levels < photo_bleed.levels / 3, (photo_bleed, estimated_bleed)
+    assert edge_script.visible_error(scene, estimated) < 0.6 * edge_script.visible_error(scene, scene.photo)
+
+
+def test_committed_picture_is_the_synthetic_one(edge_script, scene):
+    """docs/edge_quality.png is what ``edge_quality.py --picture`` draws (no fixture-derived content), up to
+    float rounding on other CPUs; and it stays small."""
+    drawn = np.asarray(edge_script.picture(scene, estimate_foreground(scene.photo, scene.alpha))).astype(int)
+    committed = np.asarray(Image.open(PICTURE).convert("RGB")).astype(int)
+    assert committed.shape == drawn.shape
+    difference = np.abs(committed - drawn)
+    assert difference.max() <= 2 and (difference > 0).mean() < 0.005
+    assert PICTURE.stat().st_size < 300 * 1024

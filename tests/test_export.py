@@ -24,6 +24,7 @@ from rmbg_core.cli import main
 from rmbg_core.export import ENTRY_MODULES, export_model, hub_config
 from rmbg_core.flatten import FlattenError, core_relative_imports, flatten, rewrite_entry
 from rmbg_core.images import read_image
+from rmbg_core.refine import option_help, option_names
 
 PROJECT_MODULES = {"rmbg_core", *ENTRY_MODULES}
 RUNTIME_PACKAGES = {"torch", "transformers", "numpy", "PIL", "safetensors", "huggingface_hub"}
@@ -159,6 +160,8 @@ def test_model_card_has_usage_and_provenance(exported):
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: image-segmentation\n")
     assert 'pipeline("image-segmentation", model=' in card and "trust_remote_code=True" in card
     assert "return_mask=True" in card and "batch_size=2" in card
+    assert "estimate_foreground=True" in card
+    assert all(f"- `{name}`: {text}" in card for name, text in option_help().items()), "every refinement keyword"
     assert "converted from `model.safetensors`" in card, "local paths are not published, only the file name"
     assert str(exported.parent) not in card
 
@@ -240,10 +243,12 @@ def test_flatten_copies_the_transitive_closure_only(tmp_path):
 
 # ---- end to end: the exported folder through transformers' remote code only ----------------------------
 
-def run_child(tmp_path, model_dir, images, expected_masks, reference_checkpoint, model_input_size=None):
+def run_child(tmp_path, model_dir, images, expected_masks, reference_checkpoint, model_input_size=None,
+              variants=()):
     spec = {"model_dir": str(model_dir), "images": [str(p) for p in images],
             "expected_masks": [str(p) for p in expected_masks],
-            "reference_checkpoint": str(reference_checkpoint), "model_input_size": model_input_size}
+            "reference_checkpoint": str(reference_checkpoint), "model_input_size": model_input_size,
+            "variants": list(variants)}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     cwd = tmp_path / "empty_cwd"
     cwd.mkdir()
@@ -262,10 +267,20 @@ def run_child(tmp_path, model_dir, images, expected_masks, reference_checkpoint,
     return report
 
 
+# Edge keywords checked through remote code: each is compared with the project's own render().
+VARIANTS = {
+    "refined_mask": {"return_mask": True, "threshold": 0.5, "keep_largest": True, "grow": 1},
+    "feathered_inverted_mask": {"return_mask": True, "fill_holes": True, "feather": 1.5, "invert": True},
+    "estimated_foreground_cutout": {"estimate_foreground": True, "min_area": 0.05},
+    "estimated_foreground_composite": {"estimate_foreground": True, "background": "#ff00ff"},
+}
+
+
 def test_remote_code_with_random_weights(exported, checkpoint_file, random_model, tmp_path):
-    """Plumbing through remote code on any machine (no fixture needed): masks equal the core's."""
+    """Plumbing through remote code on any machine (no fixture needed): masks equal the core's, and so
+    do refined masks and foreground-estimated cutouts (the exported folder carries refine.py & co)."""
     rng = np.random.default_rng(11)
-    images, masks = [], []
+    images, masks, variants = [], [], {name: [] for name in VARIANTS}
     for index, shape in enumerate(((40, 56, 3), (64, 24, 3), (33, 33, 3))):
         image = rng.integers(0, 256, shape, dtype=np.uint8)
         core_mask = random_model.predict(torch.from_numpy(image)[None], input_size=SMALL_INPUT)[0]
@@ -273,8 +288,19 @@ def test_remote_code_with_random_weights(exported, checkpoint_file, random_model
         masks.append(tmp_path / f"image{index}.mask.png")
         Image.fromarray(image).save(images[-1])
         render(read_image(image), core_mask, return_mask=True).save(masks[-1])
-    report = run_child(tmp_path, exported, images, masks, checkpoint_file, list(SMALL_INPUT))
+        for name, keywords in VARIANTS.items():
+            edge = {key: value for key, value in keywords.items() if key in option_names()}
+            rest = {key: value for key, value in keywords.items() if key not in edge}
+            variants[name].append(tmp_path / f"image{index}.{name}.png")
+            render(read_image(image), core_mask, refine=edge, **rest).save(variants[name][-1])
+    report = run_child(tmp_path, exported, images, masks, checkpoint_file, list(SMALL_INPUT),
+                       [{"name": name, "keywords": VARIANTS[name], "expected": [str(p) for p in paths]}
+                        for name, paths in variants.items()])
     assert report["mask_max_diff"] == [0, 0, 0]
+    assert report["variant_max_diff"] == {name: [0, 0, 0] for name in VARIANTS}
+    assert report["bad_option"].startswith("OptionError: feather must be a sigma in pixels")
+    cached = {p.name for p in (tmp_path / "modules").rglob("*.py")}
+    assert {"refine.py", "components.py", "foreground.py"} <= cached
 
 
 def test_remote_code_with_real_weights_matches_reference_masks(fixture_dir, tmp_path):

@@ -22,6 +22,7 @@ NODE_NAMES = {
     "RMBGLoadModel": "Load RMBG",
     "RMBGRemoveBackground": "Remove Background (RMBG)",
     "RMBGApplyMask": "Apply Mask (RMBG)",
+    "RMBGRefineMask": "Refine Mask (RMBG)",
 }
 WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 
@@ -44,6 +45,11 @@ def remove(pack):
 @pytest.fixture(scope="module")
 def apply(pack):
     return pack.NODE_CLASS_MAPPINGS["RMBGApplyMask"]().apply
+
+
+@pytest.fixture(scope="module")
+def refine(pack):
+    return pack.NODE_CLASS_MAPPINGS["RMBGRefineMask"]().refine
 
 
 # ---------------------------------------------------------------------------------------------- declarations
@@ -193,6 +199,99 @@ def test_apply_mask_accepts_loadimage_style_mask(apply):
     torch.testing.assert_close(out[..., 3], alpha)
 
 
+def test_apply_mask_estimate_foreground(pack, apply):
+    batch, mask = frames(3, seed=5), torch.rand(3, 36, 28)
+    (plain,) = apply(batch, mask, "color", "#FF00FF", False)
+    (clean,) = apply(batch, mask, "color", "#FF00FF", False, True)
+    expected = pack.rmbg_core.compose.apply_mask(batch, mask, background="#FF00FF", estimate_foreground=True)
+    torch.testing.assert_close(clean, expected, atol=0, rtol=0)
+    assert not torch.allclose(clean, plain), "the colours are the estimate, not the photo's"
+    (cut,) = apply(batch, mask[:1], "alpha", "#FFFFFF", False, True)
+    colours = pack.rmbg_core.estimate_foreground(batch, mask[:1].expand(3, -1, -1))
+    torch.testing.assert_close(cut[..., :3], colours, atol=0, rtol=0)
+    assert all(torch.equal(alpha, mask[0]) for alpha in cut[..., 3]), "one mask for the batch; alpha unchanged"
+
+
+def test_remove_background_estimate_foreground(pack, managed, remove):
+    batch = frames(4, seed=6)
+    image, mask = remove(managed, batch, 4, "alpha", "#FFFFFF", True)
+    assert torch.equal(mask, remove(managed, batch, 4)[1]), "the mask is not changed"
+    torch.testing.assert_close(image[..., :3], pack.rmbg_core.estimate_foreground(batch, mask), atol=0, rtol=0)
+    torch.testing.assert_close(image[..., 3], mask, atol=0, rtol=0)
+    flat, _ = remove(managed, batch, 4, "color", "#00FF00", True)
+    expected = pack.rmbg_core.compose.apply_mask(batch, mask, background="#00FF00", estimate_foreground=True)
+    torch.testing.assert_close(flat, expected, atol=0, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------- Refine Mask
+
+def blobs(count=3, height=40, width=30, seed=0):
+    """Soft masks with a big blob, a small speck and a hole: something for every refinement."""
+    generator = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.arange(float(height)), torch.arange(float(width)), indexing="ij")
+    masks = []
+    for _ in range(count):
+        cy, cx = (torch.rand(2, generator=generator) * 6 + torch.tensor([height / 2 - 3, width / 2 - 3])).tolist()
+        blob = (1.0 - (((ys - cy) ** 2 + (xs - cx) ** 2).sqrt() - 9) / 3).clamp(0, 1)
+        blob[int(cy) - 1:int(cy) + 2, int(cx) - 1:int(cx) + 2] = 0.0
+        blob[2:5, 2:5] = 0.8
+        masks.append(blob)
+    return torch.stack(masks)
+
+
+def test_refine_mask_options_are_the_core_options(pack):
+    """Same names, same order, the core's help as tooltips, the core's limits as widget limits."""
+    refine_module = pack.rmbg_core.refine
+    optional = pack.NODE_CLASS_MAPPINGS["RMBGRefineMask"].INPUT_TYPES()["optional"]
+    assert tuple(optional) == refine_module.option_names()
+    for name, text in refine_module.option_help().items():
+        assert optional[name][1]["tooltip"].startswith(text)
+    assert (optional["grow"][1]["min"], optional["grow"][1]["max"]) == (-refine_module.MAX_GROW, refine_module.MAX_GROW)
+    assert optional["feather"][1]["max"] == refine_module.MAX_FEATHER
+    limits = {name: spec[1]["max"] for name, spec in optional.items() if spec[0] in ("INT", "FLOAT")}
+    refine_module.Refinement.from_options(limits)  # the largest values a widget allows are valid in the core
+    assert pack.nodes.options.refinement_from_widgets(
+        **{name: spec[1]["default"] for name, spec in optional.items()}).is_identity, "defaults change nothing"
+
+
+def test_refine_mask_defaults_pass_the_mask_through(refine):
+    masks = blobs()
+    (out,) = refine(masks)
+    assert torch.equal(out, masks)
+
+
+@pytest.mark.parametrize("options", [
+    {"threshold": 0.5, "keep_largest": True},
+    {"fill_holes": True, "min_area": 0.05, "grow": 2},
+    {"grow": -1, "feather": 1.5, "invert": True},
+    {"threshold": 0.3, "fill_holes": True, "keep_largest": True, "grow": 1, "feather": 0.8},
+], ids=lambda options: ",".join(options))
+def test_refine_mask_is_apply_refinement_on_each_mask(pack, refine, options):
+    masks = blobs(seed=len(options))
+    (out,) = refine(masks, **options)
+    refinement = pack.rmbg_core.Refinement(**options)
+    assert out.shape == masks.shape and out.dtype == torch.float32
+    torch.testing.assert_close(out, pack.rmbg_core.apply_refinement(masks, refinement), atol=0, rtol=0)
+    for frame, single in zip(out, masks):  # each mask on its own (the blur may round differently in a batch)
+        torch.testing.assert_close(frame, pack.rmbg_core.apply_refinement(single, refinement), atol=1e-6, rtol=0)
+    assert not torch.equal(out, masks)
+
+
+def test_refine_mask_threshold_zero_means_not_set(pack, refine):
+    masks = blobs(1)
+    assert torch.equal(refine(masks, threshold=0.0, keep_largest=True)[0],
+                       pack.rmbg_core.apply_refinement(masks, pack.rmbg_core.Refinement(keep_largest=True)))
+    binary = refine(masks, threshold=0.5)[0]
+    assert set(binary.unique().tolist()) == {0.0, 1.0}
+
+
+def test_refine_mask_single_mask_and_bad_linked_value(pack, refine):
+    mask = blobs(1)[0]
+    assert refine(mask, fill_holes=True)[0].shape == mask.shape
+    with pytest.raises(ValueError, match="feather must be"):
+        refine(mask, feather=-1.0)  # a value arriving through a link is checked by the core
+
+
 # ---------------------------------------------------------------------------------------------- Load RMBG
 
 class FolderPaths:
@@ -290,7 +389,7 @@ def test_import_has_no_side_effects(tmp_path):
         f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r})\n"
         "import torch\n"
         "from pack_import import import_pack\n"
-        "assert len(import_pack().NODE_CLASS_MAPPINGS) == 3\n"
+        "assert len(import_pack().NODE_CLASS_MAPPINGS) == 4\n"
         "assert 'huggingface_hub' not in sys.modules, 'hub client imported'\n"
         "assert not torch.cuda.is_initialized(), 'CUDA initialised'\n"
         "print('ok')\n")

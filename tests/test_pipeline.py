@@ -16,9 +16,10 @@ from PIL import Image
 from conftest import SMALL_INPUT
 from modeling_rmbg import RMBGForSegmentation
 from pipeline_rmbg import RMBGPipeline, load_pipeline
-from rmbg_core import InputError
+from rmbg_core import InputError, OptionError, Refinement
 from rmbg_core.api import render
 from rmbg_core.images import read_image
+from rmbg_core.refine import option_names
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +145,82 @@ def test_default_input_size_comes_from_the_config(checkpoint_dir):
     assert seen == [(1, 3, 24, 16)]
 
 
+# Refinements and foreground estimation: the same keywords as rmbg_core.Refinement, through api.render.
+
+REFINEMENTS = [
+    {"threshold": 0.5, "keep_largest": True},
+    {"fill_holes": True, "min_area": 0.01, "grow": 2},
+    {"grow": -1, "feather": 1.5, "invert": True},
+]
+
+
+def core_output(random_model, photo, **keywords):
+    core_mask = random_model.predict(torch.from_numpy(photo)[None], input_size=SMALL_INPUT)[0]
+    refine = Refinement(**{k: v for k, v in keywords.items() if k in option_names()})
+    rest = {k: v for k, v in keywords.items() if k not in option_names()}
+    return render(read_image(photo), core_mask, refine=refine, **rest)
+
+
+@pytest.mark.parametrize("options", REFINEMENTS, ids=lambda o: ",".join(o))
+def test_refinement_keywords_equal_the_core(pipe, random_model, photos, options):
+    for photo in photos:
+        expected = core_output(random_model, photo, return_mask=True, **options)
+        assert np.array_equal(as_int(pipe(photo, return_mask=True, **options)), as_int(expected))
+    plain = as_int(pipe(photos[0], return_mask=True))
+    assert not np.array_equal(as_int(pipe(photos[0], return_mask=True, **options)), plain), "it did something"
+
+
+def test_threshold_binarises_and_cutout_alpha_follows(pipe, photos):
+    mask = as_int(pipe(photos[0], return_mask=True, threshold=0.5))
+    assert set(np.unique(mask)) == {0, 255}
+    cutout = np.asarray(pipe(photos[0], threshold=0.5))
+    assert np.array_equal(cutout[..., 3], mask) and np.array_equal(cutout[..., :3], photos[0])
+
+
+def test_estimate_foreground_equals_the_core(pipe, random_model, photos):
+    photo = photos[0]
+    for keywords in ({}, {"background": "#00ff00"}, {"feather": 1.0}):
+        expected = as_int(core_output(random_model, photo, estimate_foreground=True, **keywords))
+        got = as_int(pipe(photo, estimate_foreground=True, **keywords))
+        assert np.array_equal(got, expected), keywords
+    assert not np.array_equal(as_int(pipe(photo, estimate_foreground=True))[..., :3], photo), "colours changed"
+
+
+def test_refinement_in_batches_equals_one_at_a_time(pipe, photos):
+    options = {"threshold": 0.4, "keep_largest": True, "estimate_foreground": True}
+    single = [as_int(pipe(photo, **options)) for photo in photos]
+    batched = pipe(photos, batch_size=2, **options)
+    for got, expected in zip(batched, single):
+        # Batching changes masks by float rounding only; a pixel at the threshold may flip.
+        assert (np.abs(as_int(got)[..., 3] - expected[..., 3]) > 1).mean() < 0.01
+
+
+def test_keywords_given_when_made_and_when_called_combine(checkpoint_dir, random_model, photos):
+    made = load_pipeline(checkpoint_dir, device="cpu", dtype="float32", model_input_size=SMALL_INPUT,
+                         threshold=0.5, return_mask=True)
+    expected = core_output(random_model, photos[1], return_mask=True, threshold=0.5, invert=True)
+    assert np.array_equal(as_int(made(photos[1], invert=True)), as_int(expected))
+    assert np.array_equal(as_int(made(photos[1], threshold="0.5", invert="true")), as_int(expected)), \
+        "strings are converted as by Refinement.from_options"
+
+
+@pytest.mark.parametrize("keywords,message", [
+    ({"feather": -1}, "feather must be"), ({"threshold": 1.0}, "threshold must be in"),
+    ({"grow": 1.5}, "grow must be a whole number"), ({"fill_holes": "maybe"}, "fill_holes must be true or false"),
+    ({"min_area": 2}, "min_area must be"), ({"estimate_foreground": "yes"}, "estimate_foreground must be"),
+])
+def test_bad_refinement_values_fail_before_any_image_is_read(pipe, monkeypatch, keywords, message):
+    monkeypatch.setattr(pipe, "preprocess", lambda *a, **k: pytest.fail("preprocess ran"))
+    with pytest.raises(OptionError, match=message):
+        pipe("whatever.png", **keywords)
+
+
 def test_unknown_keyword_is_a_clear_error(pipe, photos):
     with pytest.raises(TypeError, match="unexpected keyword argument.*return_masks.*accepts return_mask"):
         pipe(photos[0], return_masks=True)
+    with pytest.raises(TypeError, match="keep_biggest.*accepts .*estimate_foreground, threshold, fill_holes, "
+                                        "keep_largest, min_area, grow, feather, invert"):
+        pipe(photos[0], keep_biggest=True)
     with pytest.raises(TypeError, match="dtype and device are chosen when the pipeline is made"):
         pipe(photos[0], dtype=torch.float16)
 
