@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from .api import render, resolve_model
+from .refine import RefinementLike, as_refinement
 from .compose import Color, parse_color
 from .errors import RMBGError
 from .images import ImageInput, RGBImage, describe, read_image
@@ -59,11 +60,13 @@ def make_executor(workers: int, name: str = "rmbg-io") -> Executor:
 
 
 def iter_remove_background(images: Iterable[ImageInput], *, model: RMBGModel | str | os.PathLike | None = None,
-                           return_mask: bool = False, background: Color | None = None, batch_size: int = 1,
+                           return_mask: bool = False, background: Color | None = None,
+                           refine: RefinementLike = None, estimate_foreground: bool = False, batch_size: int = 1,
                            workers: int = 2) -> Iterator[RemovalResult]:
     """Yield a :class:`RemovalResult` per input of ``images`` (paths, bytes, PIL, arrays...), in input order.
 
-    Outputs are those of :func:`remove_background` (mask, cutout or composite). A bad input gives a
+    Outputs are those of :func:`remove_background` (mask, cutout or composite, with the same ``refine``
+    and ``estimate_foreground`` options). A bad input gives a
     result with ``error`` set and the rest go on. ``images`` is consumed lazily, a few items ahead;
     ``batch_size`` images share a forward pass; ``workers`` threads decode and render (0: none).
     The model, colour and sizes are checked here, before the first result is asked for.
@@ -74,16 +77,18 @@ def iter_remove_background(images: Iterable[ImageInput], *, model: RMBGModel | s
         raise ValueError(f"workers must be 0 or more, got {workers}")
     if background is not None and not return_mask:
         parse_color(background)
+    outputs = {"return_mask": return_mask, "background": background, "refine": as_refinement(refine),
+               "estimate_foreground": estimate_foreground}
     session = resolve_model(model)
-    return _results(iter(images), session, return_mask, background, batch_size, workers)
+    return _results(iter(images), session, outputs, batch_size, workers)
 
 
 Decoded = Union[RGBImage, str]
 _END = object()
 
 
-def _results(sources: Iterator[ImageInput], model: RMBGModel, return_mask: bool, background: Color | None,
-             batch_size: int, workers: int) -> Iterator[RemovalResult]:
+def _results(sources: Iterator[ImageInput], model: RMBGModel, outputs: dict[str, Any], batch_size: int,
+             workers: int) -> Iterator[RemovalResult]:
     pool = make_executor(workers)
     ahead = batch_size + max(workers, 1)  # images decoded ahead: the next batch while this one runs
     decoding: deque[tuple[Any, Future]] = deque()
@@ -113,7 +118,7 @@ def _results(sources: Iterator[ImageInput], model: RMBGModel, return_mask: bool,
                 if isinstance(outcome, str):
                     finishing.append(_finished(RemovalResult(source, error=outcome)))
                 else:
-                    finishing.append(pool.submit(_render, source, item, outcome, return_mask, background))
+                    finishing.append(pool.submit(_render, source, item, outcome, outputs))
             while finishing and (finishing[0].done() or len(finishing) > ahead):
                 yield finishing.popleft().result()
         while finishing:
@@ -146,10 +151,10 @@ def _predict(model: RMBGModel, pictures: list[RGBImage]) -> list[torch.Tensor | 
         return [f"{pictures[0].name}: {_reason(exc)}"]
 
 
-def _render(source: Any, picture: RGBImage, mask: torch.Tensor, return_mask: bool,
-            background: Color | None) -> RemovalResult:
+def _render(source: Any, picture: RGBImage, mask: torch.Tensor, outputs: dict[str, Any]) -> RemovalResult:
+    """Build one output with ``api.render`` (``outputs`` holds its keyword options)."""
     try:
-        return RemovalResult(source, image=render(picture, mask, return_mask=return_mask, background=background))
+        return RemovalResult(source, image=render(picture, mask, **outputs))
     except ITEM_ERRORS as exc:
         return RemovalResult(source, error=f"{picture.name}: {_reason(exc)}")
 

@@ -20,6 +20,7 @@ from .compose import parse_color
 from .errors import RMBGError
 from .jobs import OUTPUT_FORMATS, Failure, OutputFormat, Summary, plan_job, run_tasks
 from .model import RMBGModel, load_model
+from .refine import Refinement, option_help
 from .report import Reporter
 from .version import __version__
 from .weights import DEFAULT_SOURCE
@@ -62,6 +63,28 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="auto (float16 on CUDA, else float32), float32, float16 or bfloat16 (default: auto)")
 
 
+def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
+    """Mask refinement flags (named as the ``Refinement`` options everywhere) and --estimate-foreground."""
+    group = parser.add_argument_group("edges (all off by default: the output is then the reference mask)")
+    defaults = Refinement()
+    for name, text in option_help().items():
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        if isinstance(default, bool):
+            group.add_argument(flag, action="store_true", default=None, help=text)
+        else:
+            kind = float if default is None else type(default)
+            group.add_argument(flag, type=kind, metavar="PX" if kind is int else "X", help=text)
+    group.add_argument("--estimate-foreground", action="store_true",
+                       help="estimate the foreground colours of soft edges (removes the old background's halo)")
+
+
+def edge_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``refine`` and ``estimate_foreground`` for the core, from the parsed flags (validated here)."""
+    return {"refine": Refinement.from_options(vars(args), ignore_unknown=True),
+            "estimate_foreground": args.estimate_foreground}
+
+
 def model_from(args: argparse.Namespace) -> RMBGModel:
     return load_model(args.model, device=args.device, dtype=args.dtype)
 
@@ -86,6 +109,7 @@ def add_remove_command(subparsers: Any) -> None:
                         help="composite onto this colour ('#RRGGBB') instead of a transparent cutout")
     output.add_argument("--format", choices=list(OUTPUT_FORMATS), default="png",
                         help="output format (default: png; webp is lossless; jpg needs --background)")
+    add_edge_arguments(remove)
     add_model_arguments(remove)
     speed = remove.add_argument_group("performance")
     speed.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
@@ -100,8 +124,9 @@ def add_remove_command(subparsers: Any) -> None:
 def run_remove(args: argparse.Namespace) -> int:
     """The ``remove`` handler: check options, then a folder job or a stdin-to-stdout conversion."""
     output_format = checked_output_format(args)
+    edges = edge_options(args)
     if STDIN in args.inputs:
-        return remove_stream(args, output_format)
+        return remove_stream(args, output_format, edges)
     if args.output_dir is None:
         raise UsageError("-o/--output-dir is required (only '-' writes to stdout)")
     out_dir = Path(args.output_dir)
@@ -119,13 +144,13 @@ def run_remove(args: argparse.Namespace) -> int:
         model = model_from(args)
         reporter.start(len(plan.tasks))
         run_tasks(plan.tasks, summary, model=model, output_format=output_format, return_mask=args.mask_only,
-                  background=args.background, batch_size=args.batch_size, workers=args.workers,
+                  background=args.background, **edges, batch_size=args.batch_size, workers=args.workers,
                   on_done=reporter.done)
     reporter.summary(summary.finish(), sys.stdout if args.json else None)
     return exit_code(summary)
 
 
-def remove_stream(args: argparse.Namespace, output_format: OutputFormat) -> int:
+def remove_stream(args: argparse.Namespace, output_format: OutputFormat, edges: dict[str, Any]) -> int:
     """``rmbg remove -``: one image from stdin, the result to stdout; messages stay on stderr."""
     if len(args.inputs) > 1:
         raise UsageError("'-' (stdin) cannot be combined with other inputs")
@@ -138,7 +163,7 @@ def remove_stream(args: argparse.Namespace, output_format: OutputFormat) -> int:
     summary = Summary()
     reporter = Reporter(sys.stderr)
     result = next(iter_remove_background([source], model=model_from(args), return_mask=args.mask_only,
-                                         background=args.background, workers=0))
+                                         background=args.background, **edges, workers=0))
     if result.ok:
         sys.stdout.buffer.write(output_format.encode(result.image))
         sys.stdout.buffer.flush()

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 from PIL import Image
 
 from .batch import iter_remove_background, make_executor
+from .refine import RefinementLike
 from .compose import Color
 from .files import write_atomic
 from .inputs import FoundImage, find_images
@@ -159,8 +160,9 @@ ItemDone = Callable[[Task, "str | None"], None]
 
 
 def run_tasks(tasks: Sequence[Task], summary: Summary, *, model: RMBGModel, output_format: OutputFormat,
-              return_mask: bool = False, background: Color | None = None, batch_size: int = 1,
-              workers: int = 2, on_done: ItemDone | None = None) -> Summary:
+              return_mask: bool = False, background: Color | None = None, refine: RefinementLike = None,
+              estimate_foreground: bool = False, batch_size: int = 1, workers: int = 2,
+              on_done: ItemDone | None = None) -> Summary:
     """Process ``tasks`` into ``summary``; ``on_done(task, error_or_None)`` runs as each one settles.
 
     Ctrl-C (KeyboardInterrupt) stops the job cleanly: writes in flight complete, queued ones are
@@ -176,7 +178,8 @@ def run_tasks(tasks: Sequence[Task], summary: Summary, *, model: RMBGModel, outp
             _record(summary, task, future.result(), on_done)
 
     results = iter_remove_background([task.source for task in tasks], model=model, return_mask=return_mask,
-                                     background=background, batch_size=batch_size, workers=workers)
+                                     background=background, refine=refine, estimate_foreground=estimate_foreground,
+                                     batch_size=batch_size, workers=workers)
     try:
         for task, result in zip(tasks, results):
             if result.error is not None:

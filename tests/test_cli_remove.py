@@ -286,3 +286,34 @@ def test_sigterm_stops_like_ctrl_c_and_the_handler_is_restored(run, tmp_path, mo
     assert code == 130 and json.loads(out)["interrupted"] is True
     assert os.listdir(tmp_path / "out") == ["p0.png"] and parts(tmp_path) == []
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("flags,options", [
+    (["--threshold", "0.5", "--keep-largest"], {"refine": {"threshold": 0.5, "keep_largest": True}}),
+    (["--fill-holes", "--grow", "-2", "--feather", "1.5", "--invert"],
+     {"refine": {"fill_holes": True, "grow": -2, "feather": 1.5, "invert": True}}),
+    (["--min-area", "0.01", "--estimate-foreground"], {"refine": {"min_area": 0.01}, "estimate_foreground": True}),
+])
+def test_edge_flags_match_the_python_api(run, tmp_path, fast_model, flags, options):
+    source = photo(tmp_path / "in" / "p.png", 40, 50, seed=3)
+    for extra, mask_only in (([], False), (["--mask-only"], True)):
+        out = tmp_path / ("masks" if mask_only else "cutouts")
+        assert run(source, "-o", out, *flags, *extra)[0] == 0
+        expected = np.asarray(remove_background(source, model=fast_model, return_mask=mask_only, **options), dtype=int)
+        written = np.asarray(Image.open(out / "p.png"), dtype=int)
+        assert np.abs(expected - written).max() <= 1
+    plain = np.asarray(remove_background(source, model=fast_model, return_mask=True), dtype=int)
+    assert not np.array_equal(plain, np.asarray(Image.open(tmp_path / "masks" / "p.png"), dtype=int)), \
+        "the flags must change the mask"
+
+
+@pytest.mark.parametrize("flags,reason", [
+    (["--feather", "-1"], "feather"),
+    (["--threshold", "1.5"], "threshold"),
+    (["--min-area", "2"], "min_area"),
+])
+def test_bad_edge_flags_are_usage_errors(run, tmp_path, flags, reason):
+    source = photo(tmp_path / "in" / "p.png")
+    code, _, err = run(source, "-o", tmp_path / "out", *flags)
+    assert code == 2 and reason in err and err.count("\n") == 1
+    assert not (tmp_path / "out" / "p.png").exists()
