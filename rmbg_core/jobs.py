@@ -90,8 +90,8 @@ class Summary:
             "skipped": self.skipped,
             "failed": [{"input": failure.input, "error": failure.error} for failure in self.failures],
             "interrupted": self.interrupted,
-            "seconds": round(self.seconds, 3),
-            "images_per_second": round(self.images_per_second, 3),
+            "seconds": round(self.seconds, 6),
+            "images_per_second": round(self.images_per_second, 6),
         }
 
     def line(self) -> str:
