@@ -1,0 +1,67 @@
+"""Fused inference kernels for the CPU: convolution + bias + ReLU (+ a second input) in oneDNN calls.
+
+PyTorch's own ``conv2d`` then ``relu`` makes two passes over every activation (and IS-Net's are large:
+64 channels at 512x512 is 64 MB); oneDNN applies the ReLU while the convolution result is still in
+cache. A convolution over a channel concatenation (every U-Net decoder step) is computed as two
+convolutions over the parts, the second accumulating into the first's output, so the concatenated
+tensor is never built. The ops are the ones ``torch.compile`` emits for CPU convolutions, called
+directly so there is no compile step. Anything they do not cover (CUDA, MPS, float16 on CPU,
+autograd, mkldnn disabled) takes the plain PyTorch path, which computes the same function.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_FUSED_DTYPES = (torch.float32, torch.bfloat16)
+
+
+@functools.lru_cache(maxsize=None)
+def onednn_fusion_available(dtype: torch.dtype) -> bool:
+    """True when this torch build and CPU can run the fused oneDNN convolution in ``dtype``."""
+    if dtype not in _FUSED_DTYPES or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        torch.ops.mkldnn._convolution_pointwise.default
+        torch.ops.mkldnn._convolution_pointwise_.binary
+    except (AttributeError, RuntimeError):
+        return False
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return True
+
+
+def _fusable(conv: nn.Conv2d, *inputs: torch.Tensor) -> bool:
+    dtype = conv.weight.dtype
+    return (conv.weight.device.type == "cpu" and not conv.weight.requires_grad and conv.groups == 1
+            and conv.padding_mode == "zeros" and torch.backends.mkldnn.enabled
+            and all(x.device.type == "cpu" and x.dtype == dtype and not x.requires_grad for x in inputs)
+            and onednn_fusion_available(dtype))
+
+
+def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(x))``, fused into one oneDNN call on the CPU when possible."""
+    if _fusable(conv, x):
+        return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, conv.padding, conv.stride,
+                                                       conv.dilation, conv.groups, "relu", [], None)
+    return F.relu(conv(x), inplace=True)
+
+
+def conv_relu_joined(conv: nn.Conv2d, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(cat((first, second), 1)))`` without building the concatenation on the CPU.
+
+    ``conv(first)`` with the first input channels' weights and the bias, then ``conv(second)`` with
+    the others accumulated into that buffer in place, then ReLU: the same sum in another order.
+    """
+    if _fusable(conv, first, second):
+        split = first.shape[1]
+        out = torch.ops.mkldnn._convolution_pointwise(first, conv.weight[:, :split], conv.bias, conv.padding,
+                                                      conv.stride, conv.dilation, 1, "none", [], None)
+        return torch.ops.mkldnn._convolution_pointwise_.binary(out, second, conv.weight[:, split:], None,
+                                                               conv.padding, conv.stride, conv.dilation, 1,
+                                                               "add", None, "relu", [], None)
+    return F.relu(conv(torch.cat((first, second), 1)), inplace=True)
