@@ -46,22 +46,30 @@ def resize_bilinear(images: torch.Tensor, size: tuple[int, int], scale: float = 
     batch, height, width, channels = images.shape
     out_h, out_w = size
     device = images.device
+    out = torch.empty((batch, out_h, out_w, channels), dtype=torch.float32, device=device)
+    if (height, width) == (out_h, out_w):  # bilinear at scale 1 is the identity (weights 1 and 0)
+        out.copy_(images)
+        return out.mul_(scale) if scale != 1.0 else out
     row0, row1, row_w0, row_w1 = linear_taps(height, out_h, device)
     col0, col1, col_w0, col_w1 = linear_taps(width, out_w, device)
     col_w0 = col_w0[:, None]
     col_w1 = col_w1[:, None]
-    out = torch.empty((batch, out_h, out_w, channels), dtype=torch.float32, device=device)
     band = max(1, RESIZE_BAND_ELEMENTS // max(1, batch * width * channels))
     for start in range(0, out_h, band):
         stop = min(out_h, start + band)
-        rows = torch.cat((row0[start:stop], row1[start:stop]))
-        picked = images.index_select(1, rows).to(torch.float32)
+        picked = images.index_select(1, torch.cat((row0[start:stop], row1[start:stop])))
+        # Columns are picked in the source dtype: only 2 x out_w columns per row become float.
+        left = picked.index_select(2, col0).to(torch.float32)
+        right = picked.index_select(2, col1).to(torch.float32)
+        del picked
         if scale != 1.0:
-            picked.mul_(scale)
-        across = picked[:, :, col0] * col_w0 + picked[:, :, col1] * col_w1
+            left.mul_(scale)
+            right.mul_(scale)
+        across = left.mul_(col_w0).add_(right.mul_(col_w1))
         top, bottom = across.split(stop - start, dim=1)
-        out[:, start:stop] = (top * row_w0[start:stop, None, None]
-                              + bottom * row_w1[start:stop, None, None])
+        target = out[:, start:stop]
+        torch.mul(top, row_w0[start:stop, None, None], out=target)
+        target.add_(bottom.mul_(row_w1[start:stop, None, None]))
     return out
 
 
