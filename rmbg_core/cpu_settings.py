@@ -8,9 +8,9 @@
 - ``THP_MEM_ALLOC_ENABLE=1``: torch backs large CPU tensors with transparent huge pages, so the
   hundreds of MB of fresh activations of each forward pass take 512x fewer page faults.
 
-They are defaults: a value already in the environment wins. Once torch is imported its OpenMP
-runtime has read its settings, so nothing is changed then (set the variables yourself, e.g. in
-ComfyUI's environment, to get the same effect).
+They are defaults: a value already in the environment wins, and ``RMBG_NO_CPU_DEFAULTS=1`` turns
+them off. Once torch is imported its OpenMP runtime has read its settings, so nothing is changed
+then (set the variables yourself, e.g. in ComfyUI's environment, to get the same effect).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import os
 import sys
 
 CPU_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "THP_MEM_ALLOC_ENABLE": "1"}
+OPT_OUT = "RMBG_NO_CPU_DEFAULTS"
 
 
 def apply_cpu_defaults() -> dict[str, str]:
     """Set :data:`CPU_DEFAULTS` where unset, if torch is not imported yet; returns what was set."""
-    if "torch" in sys.modules:
+    if "torch" in sys.modules or os.environ.get(OPT_OUT, "").strip() not in ("", "0"):
         return {}
     applied = {key: value for key, value in CPU_DEFAULTS.items() if key not in os.environ}
     os.environ.update(applied)
