@@ -12,6 +12,7 @@ import torch
 from .errors import InputError
 from .folding import fold_batchnorm
 from .images import normalise_values, split_channels
+from .kernels import drop_packed_weights
 from .network import ISNet
 from .processing import MODEL_INPUT_SIZE, postprocess, preprocess
 from .runtime import dtype_name, resolve_device, resolve_dtype
@@ -51,8 +52,9 @@ class RMBGModel:
         """Move (and optionally cast) the network in place, e.g. to offload it to the CPU; returns self."""
         target = self.device if device is None else _concrete(resolve_device(device))
         target_dtype = self.dtype if dtype is None else resolve_dtype(dtype, target)
-        # Channels-last weights suit cuDNN; oneDNN on the CPU reorders plain (OIHW) weights faster.
+        # Channels-last weights suit cuDNN; on the CPU oneDNN works from its own blocked copies (kernels.py).
         layout = torch.contiguous_format if target.type == "cpu" else torch.channels_last
+        drop_packed_weights(self.network)
         self.network.to(device=target, dtype=target_dtype, memory_format=layout)
         head_dtype = torch.float32 if target_dtype in HALF_DTYPES else target_dtype
         for head in self.network.side_heads():

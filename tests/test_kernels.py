@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rmbg_core.kernels import conv_relu, conv_relu_joined, onednn_fusion_available
+from rmbg_core.kernels import conv_relu, conv_relu_joined, drop_packed_weights, onednn_fusion_available
 
 
 def conv(in_channels=6, out_channels=5, dilation=1, seed=0):
@@ -57,3 +57,17 @@ def test_autograd_and_disabled_mkldnn_take_the_plain_path():
     with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=False):
         torch.testing.assert_close(conv_relu(frozen, y), F.relu(frozen(y)))
         torch.testing.assert_close(conv_relu_joined(frozen, y[:, :2], y[:, 2:]), F.relu(frozen(y)))
+
+
+def test_blocked_weight_copies_follow_weight_changes():
+    layer = conv()
+    x = torch.randn(1, 6, 12, 12)
+    with torch.inference_mode():
+        before = conv_relu(layer, x)
+        with torch.no_grad():
+            layer.weight.mul_(-1.0)  # in place: same storage, new version
+        torch.testing.assert_close(conv_relu(layer, x), F.relu(layer(x)), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(conv_relu(layer, x), before)
+        drop_packed_weights(layer)
+        torch.testing.assert_close(conv_relu(layer, x), F.relu(layer(x)), atol=1e-5, rtol=1e-5)
+    assert "weight" in layer.state_dict() and len(layer.state_dict()) == 2, "copies stay out of the state dict"
