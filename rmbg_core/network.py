@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import conv_relu, conv_relu_joined
+from .kernels import conv_relu, conv_relu_joined, single_output_conv3x3
 
 # (name, height, in_channels, mid_channels, out_channels, dilated) of each residual U-block, in the order
 # they run: six encoder stages, then five decoder stages.
@@ -175,4 +175,4 @@ class ISNet(nn.Module):
     def _side_map(head: nn.Conv2d, feature: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """A side head's saliency map at the input size, computed in the head's own dtype (a model may
         keep its heads in float32 under a half-precision body)."""
-        return torch.sigmoid(upsample_like(head(feature.to(head.weight.dtype)), like))
+        return torch.sigmoid(upsample_like(single_output_conv3x3(head, feature.to(head.weight.dtype)), like))

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rmbg_core.kernels import conv_relu, conv_relu_joined, drop_packed_weights, onednn_fusion_available
+from rmbg_core.kernels import (conv_relu, conv_relu_joined, drop_packed_weights, onednn_fusion_available,
+                               single_output_conv3x3)
 
 
 def conv(in_channels=6, out_channels=5, dilation=1, seed=0):
@@ -71,3 +72,11 @@ def test_blocked_weight_copies_follow_weight_changes():
         drop_packed_weights(layer)
         torch.testing.assert_close(conv_relu(layer, x), F.relu(layer(x)), atol=1e-5, rtol=1e-5)
     assert "weight" in layer.state_dict() and len(layer.state_dict()) == 2, "copies stay out of the state dict"
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_single_output_convolution_matches_pytorch(layout):
+    head = nn.Conv2d(16, 1, 3, padding=1).requires_grad_(False)
+    x = torch.randn(2, 16, 21, 34).contiguous(memory_format=layout)
+    with torch.inference_mode():
+        torch.testing.assert_close(single_output_conv3x3(head, x), head(x), atol=1e-5, rtol=1e-5)
