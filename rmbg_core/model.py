@@ -20,8 +20,9 @@ from .weights import DEFAULT_SOURCE, build_network, locate_checkpoint, read_stat
 
 ProgressCallback = Callable[[int, int], None]
 # Under these body dtypes the side heads (a 64-to-1 convolution and the sigmoid) stay float32: in
-# bfloat16 the sigmoid near 1 has a resolution of 1/256, a whole grey level of the mask, for almost
-# no work saved.
+# bfloat16 the sigmoid near 1 has a resolution of 1/256, a whole grey level of the mask (measured on
+# the fixture photos: mean error 0.36-0.44 grey levels with bfloat16 heads, 0.01-0.27 with float32
+# ones), for well under 1% of the work.
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
@@ -53,7 +54,7 @@ class RMBGModel:
         target = self.device if device is None else _concrete(resolve_device(device))
         target_dtype = self.dtype if dtype is None else resolve_dtype(dtype, target)
         # Channels-last weights suit cuDNN; on the CPU oneDNN works from its own blocked copies (kernels.py).
-        layout = torch.contiguous_format if target.type == "cpu" else torch.channels_last
+        layout = torch.channels_last if target.type == "cuda" else torch.contiguous_format
         drop_packed_weights(self.network)
         self.network.to(device=target, dtype=target_dtype, memory_format=layout)
         head_dtype = torch.float32 if target_dtype in HALF_DTYPES else target_dtype
