@@ -16,13 +16,15 @@ the same function.
 from __future__ import annotations
 
 import functools
+import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 _FUSED_DTYPES = (torch.float32, torch.bfloat16)
-# Attribute of a Conv2d holding (key, blocked weights): plain Python state, invisible to state_dict/to().
+# Attribute of a Conv2d holding (weak ref to the weight, key, blocked weights): plain Python state, invisible to
+# state_dict and .to().
 _PACKED = "_onednn_packed_weights"
 
 
@@ -53,22 +55,23 @@ def _fusable(conv: nn.Conv2d, *inputs: torch.Tensor) -> bool:
 def packed_weights(conv: nn.Conv2d, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``conv``'s weight in oneDNN's blocked layout, split by input channels like ``inputs``; cached.
 
-    The cache is keyed by the weight's storage, version and dtype, so loading, folding or casting
-    the weights makes a fresh one; :func:`drop_packed_weights` frees it.
+    The copies are made for the first input shape seen; oneDNN adapts them to other shapes. They are
+    remade whenever the weight changes (another tensor, other storage, an in-place update, another
+    dtype), so loading, folding or casting needs no care; :func:`drop_packed_weights` frees them.
     """
     weight = conv.weight
     splits = tuple(x.shape[1] for x in inputs)
     key = (weight.data_ptr(), weight._version, weight.dtype, splits)
     cached = conv.__dict__.get(_PACKED)
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    if cached is not None and cached[0]() is weight and cached[1] == key:
+        return cached[2]
     parts, start = [], 0
     for x, channels in zip(inputs, splits):
         part = weight[:, start:start + channels].contiguous()
         parts.append(torch.ops.mkldnn._reorder_convolution_weight(part, list(conv.padding), list(conv.stride),
                                                                   list(conv.dilation), 1, list(x.shape)))
         start += channels
-    conv.__dict__[_PACKED] = (key, tuple(parts))
+    conv.__dict__[_PACKED] = (weakref.ref(weight), key, tuple(parts))
     return tuple(parts)
 
 

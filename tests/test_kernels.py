@@ -80,3 +80,17 @@ def test_single_output_convolution_matches_pytorch(layout):
     x = torch.randn(2, 16, 21, 34).contiguous(memory_format=layout)
     with torch.inference_mode():
         torch.testing.assert_close(single_output_conv3x3(head, x), head(x), atol=1e-5, rtol=1e-5)
+
+
+def test_blocked_weights_serve_other_shapes_and_replaced_weights():
+    layer = conv(in_channels=8, out_channels=6)
+    with torch.inference_mode():
+        conv_relu(layer, torch.randn(1, 8, 32, 32))  # packed for this shape
+        for shape in [(3, 8, 17, 9), (1, 8, 64, 40)]:
+            x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(conv_relu(layer, x), F.relu(layer(x)), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(conv_relu_joined(layer, x[:, :3], x[:, 3:]), F.relu(layer(x)), atol=1e-5, rtol=1e-5)
+    layer.weight = nn.Parameter(torch.randn(6, 8, 3, 3), requires_grad=False)
+    x = torch.randn(1, 8, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(conv_relu(layer, x), F.relu(layer(x)), atol=1e-4, rtol=1e-5)
