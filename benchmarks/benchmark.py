@@ -57,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sizes", default=None, help="comma-separated subset of " + ",".join(SIZES))
     parser.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,4,16; quick 1,4)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per group (default 5; quick 3)")
+    parser.add_argument("--chunk", type=int, default=4, help="images in flight at once in every row (batch_size "
+                        "of RMBGModel.predict; onnxruntime runs the same chunks): bounds memory, default 4")
     parser.add_argument("--skip-eager", action="store_true", help="leave out the slow eager (model card) rows")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the peak-memory subprocesses")
     parser.add_argument("--no-cpu-defaults", action="store_true",
@@ -147,12 +149,17 @@ def onnxruntime_rows(onnx_path: Path, threads: int) -> list[tuple[str, object]]:
 
 
 def ort_predict(session, device: str | None):
-    """onnxruntime on our network, with rmbg-kit's pre/post-processing (on ``device`` if given)."""
+    """onnxruntime on our network, with rmbg-kit's pre/post-processing (on ``device`` if given), in
+    chunks of at most ``--chunk`` images like the other rows."""
     def predict(images: torch.Tensor) -> torch.Tensor:
+        masks = torch.empty(images.shape[:3], dtype=torch.float32)
         with torch.inference_mode():
-            x = preprocess(images.to(device) if device else images)
-            result = torch.from_numpy(session.run(None, {"image": x.contiguous().cpu().numpy()})[0])
-            return postprocess(result.to(x.device), tuple(images.shape[1:3])).cpu()
+            for start in range(0, len(images), ARGS.chunk):
+                chunk = images[start:start + ARGS.chunk]
+                x = preprocess(chunk.to(device) if device else chunk)
+                result = torch.from_numpy(session.run(None, {"image": x.contiguous().cpu().numpy()})[0])
+                masks[start:start + len(chunk)] = postprocess(result.to(x.device), tuple(images.shape[1:3])).cpu()
+        return masks
     return predict
 
 
@@ -179,7 +186,7 @@ def build_rows(args, checkpoint: Path, tmp: Path) -> list[tuple[str, object]]:
 
 
 def _batched(model):
-    return lambda images: model.predict(images, batch_size=len(images))
+    return lambda images: model.predict(images, batch_size=min(len(images), ARGS.chunk))
 
 
 def _cuda_timed(predict):
