@@ -69,10 +69,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 ARGS = parse_args()
-if ARGS.no_cpu_defaults:
-    os.environ["RMBG_NO_CPU_DEFAULTS"] = "1"
 sys.path.insert(0, os.fspath(REPO))
-import rmbg_core  # noqa: E402  (first: its CPU runtime defaults must precede torch)
+from rmbg_core.cpu_settings import apply_cpu_defaults  # noqa: E402
+
+if not ARGS.no_cpu_defaults:
+    apply_cpu_defaults()  # as the rmbg command does; only works before torch is imported
+import rmbg_core  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

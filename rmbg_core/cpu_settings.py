@@ -9,8 +9,10 @@
   hundreds of MB of fresh activations of each forward pass take 512x fewer page faults.
 
 They are defaults: a value already in the environment wins, and ``RMBG_NO_CPU_DEFAULTS=1`` turns
-them off. Once torch is imported its OpenMP runtime has read its settings, so nothing is changed
-then (set the variables yourself, e.g. in ComfyUI's environment, to get the same effect).
+them off. The ``rmbg`` command applies them at its start (:mod:`rmbg_core.__main__`); ``import
+rmbg_core`` does not touch the environment. A program of your own can call
+:func:`apply_cpu_defaults` before it imports torch; once torch is imported its OpenMP runtime has read
+its settings, so nothing is changed then (set the variables in the environment instead, e.g. for ComfyUI).
 """
 
 from __future__ import annotations

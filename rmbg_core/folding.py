@@ -24,7 +24,9 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
     (it applies its BatchNorm again), so a folded network can still load any checkpoint.
     """
     for block in network.modules():
-        if isinstance(block, ConvBNReLU) and not block.batchnorm_folded:
+        # Matched by type name: transformers' remote code may load network.py twice (once beside the
+        # model class, once beside the pipeline), giving two ConvBNReLU classes.
+        if type(block).__name__ == ConvBNReLU.__name__ and not block.batchnorm_folded:
             fold_into_convolution(block.conv_s1, block.bn_s1)
             block.batchnorm_folded = True
     return network

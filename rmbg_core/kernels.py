@@ -46,9 +46,11 @@ def onednn_fusion_available(dtype: torch.dtype) -> bool:
 
 def _fusable(conv: nn.Conv2d, *inputs: torch.Tensor) -> bool:
     dtype = conv.weight.dtype
-    return (conv.weight.device.type == "cpu" and not conv.weight.requires_grad and conv.groups == 1
+    # The fused ops have no autograd: under no_grad/inference_mode (or with nothing requiring grad) they apply.
+    grad = torch.is_grad_enabled() and (conv.weight.requires_grad or any(x.requires_grad for x in inputs))
+    return (not grad and conv.weight.device.type == "cpu" and conv.groups == 1
             and conv.padding_mode == "zeros" and torch.backends.mkldnn.enabled
-            and all(x.device.type == "cpu" and x.dtype == dtype and not x.requires_grad for x in inputs)
+            and all(x.device.type == "cpu" and x.dtype == dtype for x in inputs)
             and onednn_fusion_available(dtype))
 
 
