@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = REPO.parent / "shared" / "fixtures" / "isnet-real"
 PHOTOS = ("astronaut", "chelsea", "coffee")
 SIZES = {"1024x1024": (1024, 1024), "1920x1080": (1080, 1920), "6000x4000": (4000, 6000)}
+SETTLE_SECONDS = 0.5  # pause before each timed call (not timed)
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "avx512_fp16")
 
 
@@ -223,6 +224,9 @@ def time_group(rows, images: torch.Tensor, repeats: int) -> list[dict]:
         del mask8
     for _ in range(repeats):
         for result, (_, predict) in zip(results, rows):
+            # The row before may leave threads spinning (onnxruntime's spin by default): let them go
+            # back to sleep, so they do not take the cores from this row's first parallel regions.
+            time.sleep(SETTLE_SECONDS)
             start = time.perf_counter()
             predict(images)
             result["times"].append(time.perf_counter() - start)
