@@ -26,6 +26,7 @@ from modeling_rmbg import RMBGForSegmentation
 from rmbg_core.api import render
 from rmbg_core.compose import Color, parse_color
 from rmbg_core.errors import InputError, OptionError
+from rmbg_core.folding import fold_batchnorm
 from rmbg_core.images import ImageInput, RGBImage, read_image
 from rmbg_core.processing import MODEL_INPUT_SIZE, check_input_size, postprocess, preprocess
 from rmbg_core.refine import Refinement, option_names
@@ -67,6 +68,9 @@ class RMBGPipeline(Pipeline):
         for key in FACTORY_KEYWORDS:
             kwargs.pop(key, None)
         super().__init__(*args, **kwargs)
+        if not self.model.training:
+            # As rmbg_core.load_model does: the same function (and masks) in fewer passes; see folding.py.
+            fold_batchnorm(self.model.net)
 
     def __call__(self, inputs: ImageInput | list[ImageInput], **kwargs: Any) -> Any:
         """One image gives one PIL image; a list gives a list, in order (an empty list gives [])."""

@@ -154,7 +154,8 @@ def _from_pil(image: Image.Image, name: str) -> RGBImage:
             rgba = np.asarray(image.convert("RGBA"))
             return RGBImage(torch.from_numpy(rgba[..., :3].copy()), torch.from_numpy(rgba[..., 3].copy()), name)
         if mode in EIGHT_BIT_MODES:
-            return RGBImage(torch.from_numpy(np.asarray(image.convert("RGB")).copy()), None, name)
+            rgb = image if mode == "RGB" else image.convert("RGB")  # convert() would copy an RGB image
+            return RGBImage(torch.from_numpy(np.asarray(rgb).copy()), None, name)
     except (ValueError, OSError) as exc:
         raise InputError(f"{name}: cannot convert PIL mode {mode!r} to RGB ({exc})") from None
     raise InputError(f"{name}: unsupported PIL image mode {mode!r}")

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kernels import conv_relu, conv_relu_joined, single_output_conv3x3
+
 # (name, height, in_channels, mid_channels, out_channels, dilated) of each residual U-block, in the order
 # they run: six encoder stages, then five decoder stages.
 ENCODER_STAGES = (
@@ -42,16 +44,34 @@ def downsample(x: torch.Tensor) -> torch.Tensor:
 
 
 class ConvBNReLU(nn.Module):
-    """3x3 convolution, BatchNorm, ReLU (``REBNCONV`` in the original; attribute names are key names)."""
+    """3x3 convolution, BatchNorm, ReLU (``REBNCONV`` in the original; attribute names are key names).
+
+    Once :func:`rmbg_core.folding.fold_batchnorm` has folded the BatchNorm into the convolution
+    (``batchnorm_folded``), the block is one fused convolution + ReLU.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, dilation: int = 1) -> None:
         super().__init__()
         self.conv_s1 = nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation)
         self.bn_s1 = nn.BatchNorm2d(out_channels)
         self.relu_s1 = nn.ReLU(inplace=True)
+        self.batchnorm_folded = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.batchnorm_folded:
+            return conv_relu(self.conv_s1, x)
         return self.relu_s1(self.bn_s1(self.conv_s1(x)))
+
+    def joined(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """``self(torch.cat((first, second), 1))``; once folded, without building the concatenation."""
+        if self.batchnorm_folded:
+            return conv_relu_joined(self.conv_s1, first, second)
+        return self(torch.cat((first, second), 1))
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        # Loaded tensors are a checkpoint's own: its BatchNorm applies again until folded anew.
+        self.batchnorm_folded = False
+        super()._load_from_state_dict(*args, **kwargs)
 
 
 class ResidualUBlock(nn.Module):
@@ -81,8 +101,22 @@ class ResidualUBlock(nn.Module):
         return 2 if level == self.height else 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run([x])
+
+    def run(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """The block on ``[x]``, or on ``[deeper, skip]`` (a decoder stage: ``deeper`` upsampled to
+        ``skip``'s size and concatenated with it). The list is emptied, so the (large) block input is
+        freed as soon as the first convolution has read it instead of living through the whole block.
+        """
         pooled = not self.dilated
-        residual = self.rebnconvin(x)
+        if len(inputs) == 1:
+            residual = self.rebnconvin(inputs.pop())
+        else:
+            upsampled = upsample_like(inputs[0], inputs[1])
+            skip = inputs.pop()
+            inputs.clear()
+            residual = self.rebnconvin.joined(upsampled, skip)
+            del upsampled, skip
         skips = []
         hx = residual
         for level in range(1, self.height):
@@ -92,10 +126,10 @@ class ResidualUBlock(nn.Module):
                 hx = downsample(hx)
         hx = getattr(self, f"rebnconv{self.height}")(hx)
         for level in range(self.height - 1, 0, -1):
-            hx = getattr(self, f"rebnconv{level}d")(torch.cat((hx, skips.pop()), 1))
+            hx = getattr(self, f"rebnconv{level}d").joined(hx, skips.pop())
             if pooled and level > 1:
                 hx = upsample_like(hx, skips[-1])
-        return hx + residual
+        return hx + residual if hx.requires_grad else hx.add_(residual)
 
 
 class ISNet(nn.Module):
@@ -114,22 +148,31 @@ class ISNet(nn.Module):
             self.add_module(f"side{index}", nn.Conv2d(channels, out_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, side_outputs: bool = False) -> torch.Tensor | list[torch.Tensor]:
-        hx = self.conv_in(x)
-        encoded = []
+        # Stages take their inputs in a list they empty (ResidualUBlock.run): every activation is
+        # referenced only while the U-Net still needs it, which bounds peak memory on large batches.
+        encoded: list[torch.Tensor] = []
         for index, (name, *_) in enumerate(ENCODER_STAGES):
-            if index:
-                hx = downsample(hx)
-            hx = getattr(self, name)(hx)
-            encoded.append(hx)
+            inputs = [downsample(encoded[-1]) if index else self.conv_in(x)]
+            encoded.append(getattr(self, name).run(inputs))
         hx = encoded.pop()
         decoded = [hx] if side_outputs else []
         for name, *_ in DECODER_STAGES:
-            skip = encoded.pop()
-            hx = getattr(self, name)(torch.cat((upsample_like(hx, skip), skip), 1))
+            inputs = [hx, encoded.pop()]
+            del hx
+            hx = getattr(self, name).run(inputs)
             if side_outputs:
                 decoded.append(hx)
         if not side_outputs:
-            return torch.sigmoid(upsample_like(self.side1(hx), x))
+            return self._side_map(self.side1, hx, x)
         decoded.reverse()
-        return [torch.sigmoid(upsample_like(getattr(self, f"side{i}")(feature), x))
-                for i, feature in enumerate(decoded, start=1)]
+        return [self._side_map(getattr(self, f"side{i}"), feature, x) for i, feature in enumerate(decoded, start=1)]
+
+    def side_heads(self) -> list[nn.Conv2d]:
+        """The side heads side1..side6 (side1 gives the main map)."""
+        return [getattr(self, f"side{index}") for index in range(1, len(SIDE_CHANNELS) + 1)]
+
+    @staticmethod
+    def _side_map(head: nn.Conv2d, feature: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """A side head's saliency map at the input size, computed in the head's own dtype (a model may
+        keep its heads in float32 under a half-precision body)."""
+        return torch.sigmoid(upsample_like(single_output_conv3x3(head, feature.to(head.weight.dtype)), like))

@@ -46,22 +46,30 @@ def resize_bilinear(images: torch.Tensor, size: tuple[int, int], scale: float = 
     batch, height, width, channels = images.shape
     out_h, out_w = size
     device = images.device
+    out = torch.empty((batch, out_h, out_w, channels), dtype=torch.float32, device=device)
+    if (height, width) == (out_h, out_w):  # bilinear at scale 1 is the identity (weights 1 and 0)
+        out.copy_(images)
+        return out.mul_(scale) if scale != 1.0 else out
     row0, row1, row_w0, row_w1 = linear_taps(height, out_h, device)
     col0, col1, col_w0, col_w1 = linear_taps(width, out_w, device)
     col_w0 = col_w0[:, None]
     col_w1 = col_w1[:, None]
-    out = torch.empty((batch, out_h, out_w, channels), dtype=torch.float32, device=device)
     band = max(1, RESIZE_BAND_ELEMENTS // max(1, batch * width * channels))
     for start in range(0, out_h, band):
         stop = min(out_h, start + band)
-        rows = torch.cat((row0[start:stop], row1[start:stop]))
-        picked = images.index_select(1, rows).to(torch.float32)
+        picked = images.index_select(1, torch.cat((row0[start:stop], row1[start:stop])))
+        # Columns are picked in the source dtype: only 2 x out_w columns per row become float.
+        left = picked.index_select(2, col0).to(torch.float32)
+        right = picked.index_select(2, col1).to(torch.float32)
+        del picked
         if scale != 1.0:
-            picked.mul_(scale)
-        across = picked[:, :, col0] * col_w0 + picked[:, :, col1] * col_w1
+            left.mul_(scale)
+            right.mul_(scale)
+        across = left.mul_(col_w0).add_(right.mul_(col_w1))
         top, bottom = across.split(stop - start, dim=1)
-        out[:, start:stop] = (top * row_w0[start:stop, None, None]
-                              + bottom * row_w1[start:stop, None, None])
+        target = out[:, start:stop]
+        torch.mul(top, row_w0[start:stop, None, None], out=target)
+        target.add_(bottom.mul_(row_w1[start:stop, None, None]))
     return out
 
 
@@ -77,13 +85,19 @@ def preprocess(images: torch.Tensor, size: tuple[int, int] = MODEL_INPUT_SIZE,
     return resized.permute(0, 3, 1, 2).to(dtype)
 
 
-def postprocess(prediction: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def postprocess(prediction: torch.Tensor, size: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
     """Network map (B, 1, h, w) to masks (B, H, W) float32 in [0, 1] at ``size``, min-max per image.
 
     A constant map (range below ``CONSTANT_SPAN``, i.e. flat up to float rounding) gives an all-zero
-    mask instead of the reference's 0/0 NaNs or amplified rounding noise.
+    mask instead of the reference's 0/0 NaNs or amplified rounding noise. ``out`` (B, H, W) float32
+    on the prediction's device receives the masks, so a large photo's mask exists once in memory.
     """
-    masks = F.interpolate(prediction.to(torch.float32), size=size, mode="bilinear", align_corners=False)[:, 0]
+    prediction = prediction.to(torch.float32)
+    if out is None:
+        out = torch.empty((prediction.shape[0], *size), dtype=torch.float32, device=prediction.device)
+    # F.interpolate(size=..., mode="bilinear", align_corners=False) with an output buffer.
+    torch.ops.aten.upsample_bilinear2d.out(prediction, list(size), False, None, None, out=out.unsqueeze(1))
+    masks = out
     low = masks.amin(dim=(1, 2), keepdim=True)
     span = masks.amax(dim=(1, 2), keepdim=True) - low
     flat = span <= CONSTANT_SPAN
@@ -92,8 +106,16 @@ def postprocess(prediction: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
 
 
 def mask_to_uint8(masks: torch.Tensor) -> torch.Tensor:
-    """Masks in [0, 1] to uint8 by truncation, exactly as the reference's ``(m * 255).astype(uint8)``."""
-    return (masks * 255).to(torch.uint8)
+    """Masks in [0, 1] to uint8 by truncation, exactly as the reference's ``(m * 255).astype(uint8)``.
+
+    Works a band of elements at a time, so a 24 MP mask needs no second full-size float buffer.
+    """
+    flat = masks.reshape(-1)
+    out = torch.empty(flat.shape, dtype=torch.uint8, device=masks.device)
+    for start in range(0, flat.numel(), RESIZE_BAND_ELEMENTS):
+        stop = start + RESIZE_BAND_ELEMENTS
+        out[start:stop] = flat[start:stop] * 255
+    return out.reshape(masks.shape)
 
 
 def check_input_size(size: int | tuple[int, int] | list[int], name: str = "input_size") -> tuple[int, int]:

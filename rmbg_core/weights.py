@@ -103,11 +103,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint file is empty")
     if path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
-
         try:
-            with safe_open(os.fspath(path), framework="pt") as handle:
-                state = {key: handle.get_tensor(key) for key in handle.keys()}
+            state = read_safetensors(path)
         except Exception as exc:  # safetensors raises its own SafetensorError and others for bad headers
             raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
     else:
@@ -117,6 +114,25 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"{path}: not a PyTorch checkpoint holding only tensors ({first_line})") from None
     return unwrap_state_dict(state, path)
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, each in memory of its own.
+
+    safetensors' default tensors are views of a memory map of the whole file, which then stays
+    mapped (and counted in the resident set) while any one tensor is alive, e.g. an int64 counter
+    kept as-is. Newer versions read into owned memory (``backend="pread"``); older ones get a copy.
+    """
+    from safetensors import safe_open
+
+    try:
+        handle = safe_open(os.fspath(path), framework="pt", backend="pread")
+        owned = True
+    except TypeError:
+        handle = safe_open(os.fspath(path), framework="pt")
+        owned = False
+    with handle:
+        return {key: handle.get_tensor(key) if owned else handle.get_tensor(key).clone() for key in handle.keys()}
 
 
 def unwrap_state_dict(state: object, path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -74,7 +74,10 @@ pipe = pipeline("image-segmentation", model=model_dir, trust_remote_code=True, d
 report["pipeline"] = f"{type(pipe).__module__}.{type(pipe).__name__}"
 check(type(pipe).__name__ == "RMBGPipeline" and type(pipe).__module__.startswith("transformers_modules."),
       "pipeline class is not the exported RMBGPipeline")
-check(not differing_tensors(pipe.model), "pipeline model weights differ from the checkpoint")
+# The pipeline folds BatchNorm into the convolutions (as load_model does), so only its keys are the
+# checkpoint's; the AutoModel load below must hold the tensors exactly.
+check(sorted(pipe.model.state_dict()) == sorted("net." + key for key in reference),
+      "pipeline model keys differ from the checkpoint")
 
 masks = pipe(images, return_mask=True, **size)
 check(isinstance(masks, list) and len(masks) == len(images), "list input did not give a list")

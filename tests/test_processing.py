@@ -46,3 +46,31 @@ def test_constant_prediction_gives_zero_mask_not_nan():
 def test_mask_to_uint8_truncates_like_numpy_astype():
     values = torch.tensor([0.0, 0.5, 0.999, 1.0, 0.00392])
     assert mask_to_uint8(values).tolist() == [0, 127, 254, 255, 0]
+
+
+def test_postprocess_writes_into_the_given_buffer():
+    prediction = torch.rand(2, 1, 16, 16)
+    out = torch.empty(2, 40, 30)
+    result = postprocess(prediction, (40, 30), out=out)
+    assert result is out
+    torch.testing.assert_close(out, postprocess(prediction, (40, 30)))
+    upsampled = F.interpolate(prediction, size=(40, 30), mode="bilinear", align_corners=False)[:, 0]
+    low = upsampled.amin(dim=(1, 2), keepdim=True)
+    expected = (upsampled - low) / (upsampled.amax(dim=(1, 2), keepdim=True) - low)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
+def test_mask_to_uint8_in_bands_equals_one_pass(monkeypatch):
+    monkeypatch.setattr("rmbg_core.processing.RESIZE_BAND_ELEMENTS", 1000)
+    masks = torch.rand(3, 47, 59)
+    masks[0, 0, 0], masks[1, 0, 0] = 1.0, 0.0
+    assert torch.equal(mask_to_uint8(masks), (masks * 255).to(torch.uint8))
+
+
+def test_same_size_resize_is_exact_and_leaves_the_input_alone():
+    images = torch.rand(1, 32, 48, 3)
+    before = images.clone()
+    resized = resize_bilinear(images, (32, 48), scale=255.0)
+    assert torch.equal(images, before)
+    assert torch.equal(resized, F.interpolate(images.permute(0, 3, 1, 2) * 255.0, size=(32, 48),
+                                              mode="bilinear").permute(0, 2, 3, 1))

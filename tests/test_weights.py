@@ -31,9 +31,11 @@ def outputs_equal(a, b) -> bool:
 
 def test_safetensors_file_loads_strictly(checkpoint_file, state):
     model = load_model(checkpoint_file, device="cpu")
-    loaded = model.network.state_dict()
-    assert loaded.keys() == state.keys()
-    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    assert model.network.state_dict().keys() == state.keys()
+    original = read_state_dict(model.checkpoint)
+    assert all(torch.equal(original[k], state[k]) for k in state)
+    # conv_in has no BatchNorm after it, so folding leaves it exactly as loaded
+    assert torch.equal(model.network.conv_in.weight, state["conv_in.weight"])
     assert model.dtype == torch.float32 and model.device == torch.device("cpu")
 
 
@@ -215,3 +217,13 @@ def test_hf_hub_offline_env_is_honoured_end_to_end(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode != 0
     assert "HubAccessError: briaai/RMBG-1.4: offline mode is on" in result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux /proc to list memory maps")
+def test_loaded_weights_do_not_keep_the_file_mapped(tmp_path, state):
+    path = tmp_path / "mapped.safetensors"
+    save_file(state, str(path))
+    model = load_model(path, device="cpu")
+    with open("/proc/self/maps") as maps:
+        assert os.fspath(path) not in maps.read(), "the checkpoint file is still memory-mapped"
+    assert model.network.stage1.rebnconvin.bn_s1.num_batches_tracked.dtype == torch.int64

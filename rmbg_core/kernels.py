@@ -1,0 +1,128 @@
+"""Fused inference kernels for the CPU: convolution + bias + ReLU (+ a second input) in oneDNN calls.
+
+PyTorch's own ``conv2d`` then ``relu`` makes two passes over every activation (and IS-Net's are large:
+64 channels at 512x512 is 64 MB); oneDNN applies the ReLU while the convolution result is still in
+cache. A convolution over a channel concatenation (every U-Net decoder step) is computed as two
+convolutions over the parts, the second accumulating into the first's output, so the concatenated
+tensor is never built. Weights are reordered once into oneDNN's blocked layout and kept beside the
+module (oneDNN would otherwise reorder every weight on every call: a quarter of a float32 forward
+pass here); the module's own parameters stay as they are, so ``state_dict``, ``.to()`` and anything
+that manages the module see an ordinary ``nn.Conv2d``. The ops are the ones ``torch.compile`` emits
+for CPU convolutions, called directly so there is no compile step. Anything they do not cover
+(CUDA, MPS, float16 on CPU, autograd, mkldnn disabled) takes the plain PyTorch path, which computes
+the same function.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_FUSED_DTYPES = (torch.float32, torch.bfloat16)
+# Attribute of a Conv2d holding (weak ref to the weight, key, blocked weights): plain Python state, invisible to
+# state_dict and .to().
+_PACKED = "_onednn_packed_weights"
+
+
+@functools.lru_cache(maxsize=None)
+def onednn_fusion_available(dtype: torch.dtype) -> bool:
+    """True when this torch build and CPU can run the fused oneDNN convolution in ``dtype``."""
+    if dtype not in _FUSED_DTYPES or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        torch.ops.mkldnn._convolution_pointwise.default
+        torch.ops.mkldnn._convolution_pointwise_.binary
+        torch.ops.mkldnn._reorder_convolution_weight.default
+    except (AttributeError, RuntimeError):
+        return False
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return True
+
+
+def _fusable(conv: nn.Conv2d, *inputs: torch.Tensor) -> bool:
+    dtype = conv.weight.dtype
+    # The fused ops have no autograd: under no_grad/inference_mode (or with nothing requiring grad) they apply.
+    grad = torch.is_grad_enabled() and (conv.weight.requires_grad or any(x.requires_grad for x in inputs))
+    return (not grad and conv.weight.device.type == "cpu" and conv.groups == 1
+            and conv.padding_mode == "zeros" and torch.backends.mkldnn.enabled
+            and all(x.device.type == "cpu" and x.dtype == dtype for x in inputs)
+            and onednn_fusion_available(dtype))
+
+
+def packed_weights(conv: nn.Conv2d, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``conv``'s weight in oneDNN's blocked layout, split by input channels like ``inputs``; cached.
+
+    The copies are made for the first input shape seen; oneDNN adapts them to other shapes. They are
+    remade whenever the weight changes (another tensor, other storage, an in-place update, another
+    dtype), so loading, folding or casting needs no care; :func:`drop_packed_weights` frees them.
+    """
+    weight = conv.weight
+    splits = tuple(x.shape[1] for x in inputs)
+    key = (weight.data_ptr(), weight._version, weight.dtype, splits)
+    cached = conv.__dict__.get(_PACKED)
+    if cached is not None and cached[0]() is weight and cached[1] == key:
+        return cached[2]
+    parts, start = [], 0
+    for x, channels in zip(inputs, splits):
+        part = weight[:, start:start + channels].contiguous()
+        parts.append(torch.ops.mkldnn._reorder_convolution_weight(part, list(conv.padding), list(conv.stride),
+                                                                  list(conv.dilation), 1, list(x.shape)))
+        start += channels
+    conv.__dict__[_PACKED] = (weakref.ref(weight), key, tuple(parts))
+    return tuple(parts)
+
+
+def drop_packed_weights(network: nn.Module) -> None:
+    """Free the blocked weight copies of every convolution in ``network`` (e.g. before moving it)."""
+    for module in network.modules():
+        module.__dict__.pop(_PACKED, None)
+
+
+def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(x))``, fused into one oneDNN call on the CPU when possible."""
+    if _fusable(conv, x):
+        weight, = packed_weights(conv, x)
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, conv.bias, conv.padding, conv.stride,
+                                                       conv.dilation, 1, "relu", [], None)
+    return F.relu(conv(x), inplace=True)
+
+
+def conv_relu_joined(conv: nn.Conv2d, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(cat((first, second), 1)))`` without building the concatenation on the CPU.
+
+    ``conv(first)`` with the first input channels' weights and the bias, then ``conv(second)`` with
+    the others accumulated into that buffer in place, then ReLU: the same sum in another order.
+    """
+    if _fusable(conv, first, second):
+        first_weight, second_weight = packed_weights(conv, first, second)
+        out = torch.ops.mkldnn._convolution_pointwise(first, first_weight, conv.bias, conv.padding,
+                                                      conv.stride, conv.dilation, 1, "none", [], None)
+        return torch.ops.mkldnn._convolution_pointwise_.binary(out, second, second_weight, None,
+                                                               conv.padding, conv.stride, conv.dilation, 1,
+                                                               "add", None, "relu", [], None)
+    return F.relu(conv(torch.cat((first, second), 1)), inplace=True)
+
+
+def single_output_conv3x3(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a 3x3, stride-1, padding-1 convolution with one output channel (a side head).
+
+    oneDNN runs one-output convolutions at a few percent of its speed, so on the CPU this computes the
+    nine taps' channel sums as one 1x1 convolution with nine outputs, then adds the nine shifted maps.
+    """
+    if not (_fusable(conv, x) and conv.out_channels == 1 and conv.kernel_size == (3, 3)
+            and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)):
+        return conv(x)
+    height, width = x.shape[-2:]
+    taps = conv.weight[0].permute(1, 2, 0).reshape(9, -1, 1, 1).contiguous()
+    per_tap = torch.ops.mkldnn._convolution_pointwise(x, taps, None, [0, 0], [1, 1], [1, 1], 1, "none", [], None)
+    per_tap = F.pad(per_tap.contiguous(), (1, 1, 1, 1))
+    out = per_tap[:, 0:1, :height, :width] + conv.bias.reshape(1, 1, 1, 1)
+    for tap in range(1, 9):
+        row, column = divmod(tap, 3)
+        out += per_tap[:, tap:tap + 1, row:row + height, column:column + width]
+    return out

@@ -1,0 +1,52 @@
+"""CPU runtime defaults: set before torch starts, never over a user's own values, off on request."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+PRINT_SETTINGS = "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('OMP_WAIT_POLICY', 'THP_MEM_ALLOC_ENABLE')}))"
+
+
+def settings_after(code: str, **env) -> dict:
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("OMP_WAIT_POLICY", "THP_MEM_ALLOC_ENABLE", "RMBG_NO_CPU_DEFAULTS")}
+    environment.update(env)
+    result = subprocess.run([sys.executable, "-c", f"{code}; {PRINT_SETTINGS}"], env=environment, cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+APPLY = "from rmbg_core.cpu_settings import apply_cpu_defaults; apply_cpu_defaults()"
+DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "THP_MEM_ALLOC_ENABLE": "1"}
+UNSET = {"OMP_WAIT_POLICY": None, "THP_MEM_ALLOC_ENABLE": None}
+
+
+@pytest.mark.parametrize("code,env,expected", [
+    (APPLY, {}, DEFAULTS),
+    (APPLY, {"OMP_WAIT_POLICY": "ACTIVE"}, {**DEFAULTS, "OMP_WAIT_POLICY": "ACTIVE"}),
+    (APPLY, {"RMBG_NO_CPU_DEFAULTS": "1"}, UNSET),
+    (f"import torch; {APPLY}", {}, UNSET),
+    ("import rmbg_core; rmbg_core.load_model", {}, UNSET),
+])
+def test_defaults_apply_only_before_torch_and_never_override(code, env, expected):
+    assert settings_after(code, **env) == expected
+
+
+def test_import_rmbg_core_does_not_import_torch():
+    # The public names load on first use, so the rmbg command can set the defaults before torch starts.
+    result = subprocess.run([sys.executable, "-c", "import sys, rmbg_core; print('torch' in sys.modules)"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_rmbg_command_applies_them_before_torch():
+    code = ("import sys, rmbg_core.__main__ as entry; sys.argv = ['rmbg', '--version']\n"
+            "try:\n    entry.main()\nexcept SystemExit:\n    pass\nimport torch\n"
+            "assert torch.get_num_threads() > 0")
+    assert settings_after(code) == DEFAULTS
