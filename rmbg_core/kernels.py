@@ -63,7 +63,10 @@ def packed_weights(conv: nn.Conv2d, *inputs: torch.Tensor) -> tuple[torch.Tensor
     """
     weight = conv.weight
     splits = tuple(x.shape[1] for x in inputs)
-    key = (weight.data_ptr(), weight._version, weight.dtype, splits)
+    # Inference tensors (weights moved or cast under inference_mode, as ComfyUI does) have no version
+    # counter: for them a replaced tensor is noticed, an in-place update is not.
+    version = None if weight.is_inference() else weight._version
+    key = (weight.data_ptr(), version, weight.dtype, splits)
     cached = conv.__dict__.get(_PACKED)
     if cached is not None and cached[0]() is weight and cached[1] == key:
         return cached[2]

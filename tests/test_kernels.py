@@ -94,3 +94,14 @@ def test_blocked_weights_serve_other_shapes_and_replaced_weights():
     x = torch.randn(1, 8, 32, 32)
     with torch.inference_mode():
         torch.testing.assert_close(conv_relu(layer, x), F.relu(layer(x)), atol=1e-4, rtol=1e-5)
+
+
+def test_weights_made_under_inference_mode_are_served():
+    """ComfyUI moves models under inference_mode, which makes their weights inference tensors."""
+    with torch.inference_mode():
+        layer = conv(in_channels=8, out_channels=6).requires_grad_(False)
+        layer.weight = nn.Parameter(layer.weight.clone(), requires_grad=False)
+        assert layer.weight.is_inference()
+        x = torch.randn(1, 8, 16, 16)
+        torch.testing.assert_close(conv_relu(layer, x), F.relu(layer(x)), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(conv_relu_joined(layer, x[:, :3], x[:, 3:]), F.relu(layer(x)), atol=1e-5, rtol=1e-5)
