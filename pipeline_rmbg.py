@@ -28,6 +28,7 @@ from rmbg_core.compose import Color, parse_color
 from rmbg_core.errors import InputError, OptionError
 from rmbg_core.folding import fold_batchnorm
 from rmbg_core.images import ImageInput, RGBImage, read_image
+from rmbg_core.model import set_head_dtype
 from rmbg_core.processing import MODEL_INPUT_SIZE, check_input_size, postprocess, preprocess
 from rmbg_core.refine import Refinement, option_names
 from rmbg_core.runtime import resolve_device, resolve_dtype
@@ -69,8 +70,10 @@ class RMBGPipeline(Pipeline):
             kwargs.pop(key, None)
         super().__init__(*args, **kwargs)
         if not self.model.training:
-            # As rmbg_core.load_model does: the same function (and masks) in fewer passes; see folding.py.
+            # As rmbg_core.load_model does: BatchNorm folded (the same function in fewer passes, see
+            # folding.py) and, under float16/bfloat16, float32 side heads; so the masks are the core's.
             fold_batchnorm(self.model.net)
+            set_head_dtype(self.model.net, self.model.dtype)
 
     def __call__(self, inputs: ImageInput | list[ImageInput], **kwargs: Any) -> Any:
         """One image gives one PIL image; a list gives a list, in order (an empty list gives [])."""
@@ -189,9 +192,11 @@ def load_pipeline(source: str | os.PathLike = DEFAULT_SOURCE, *, device: str | t
     target_dtype = resolve_dtype(dtype, target)
     path = locate_checkpoint(source, revision=revision, token=token, cache_dir=cache_dir,
                              local_files_only=local_files_only)
-    network = build_network(read_state_dict(path), target_dtype, source=os.fspath(path))
+    # As rmbg_core.load_model: built and folded in float32, then cast, so the weights are the core's.
+    network = build_network(read_state_dict(path), torch.float32, source=os.fspath(path))
     model = RMBGForSegmentation.from_network(network)
-    return RMBGPipeline(model=model, device=target, task=TASK, **pipeline_kwargs)
+    fold_batchnorm(model.net)
+    return RMBGPipeline(model=model.to(target_dtype), device=target, task=TASK, **pipeline_kwargs)
 
 
 def register() -> None:

@@ -26,6 +26,13 @@ ProgressCallback = Callable[[int, int], None]
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
+def set_head_dtype(network: ISNet, body_dtype: torch.dtype) -> None:
+    """Side heads in float32 under a half-precision body (see ``HALF_DTYPES``), else in the body's dtype."""
+    head_dtype = torch.float32 if body_dtype in HALF_DTYPES else body_dtype
+    for head in network.side_heads():
+        head.to(head_dtype)
+
+
 class RMBGModel:
     """The RMBG-1.4 "session": an :class:`ISNet` in eval mode on one device, in one dtype.
 
@@ -57,9 +64,7 @@ class RMBGModel:
         layout = torch.channels_last if target.type == "cuda" else torch.contiguous_format
         drop_packed_weights(self.network)
         self.network.to(device=target, dtype=target_dtype, memory_format=layout)
-        head_dtype = torch.float32 if target_dtype in HALF_DTYPES else target_dtype
-        for head in self.network.side_heads():
-            head.to(head_dtype)
+        set_head_dtype(self.network, target_dtype)
         self.device, self.dtype = target, target_dtype
         return self
 

@@ -61,6 +61,19 @@ def test_masks_equal_the_core_for_the_same_weights(pipe, random_model, photos):
         assert np.array_equal(as_int(pipe(photo, return_mask=True)), as_int(expected))
 
 
+def test_half_precision_masks_equal_the_core(checkpoint_dir, photos):
+    """Under bfloat16 the pipeline runs its model as the core does (folded, float32 side heads)."""
+    from rmbg_core import load_model
+
+    half = load_pipeline(checkpoint_dir, device="cpu", dtype="bfloat16", model_input_size=SMALL_INPUT)
+    assert half.model.dtype == torch.bfloat16 and half.model.net.side1.weight.dtype == torch.float32
+    core = load_model(checkpoint_dir, device="cpu", dtype="bfloat16")
+    for photo in photos:
+        core_mask = core.predict(torch.from_numpy(photo)[None], input_size=SMALL_INPUT)[0]
+        expected = render(read_image(photo), core_mask, return_mask=True)
+        assert np.array_equal(as_int(half(photo, return_mask=True)), as_int(expected))
+
+
 def test_cutout_mask_and_composite(pipe, photos):
     photo = photos[0]
     mask = pipe(photo, return_mask=True)
@@ -115,7 +128,9 @@ def test_batch_size_at_construction_and_generators(checkpoint_dir, photos):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_dtype_is_honoured(checkpoint_dir, pipe, photos, dtype):
     half = load_pipeline(checkpoint_dir, device="cpu", dtype=dtype, model_input_size=SMALL_INPUT)
-    assert half.model.dtype == dtype and all(p.dtype == dtype for p in half.model.parameters())
+    heads = {id(p) for head in half.model.net.side_heads() for p in head.parameters()}
+    assert half.model.dtype == dtype  # the body; side heads stay float32 (see rmbg_core.model.HALF_DTYPES)
+    assert all(p.dtype == (torch.float32 if id(p) in heads else dtype) for p in half.model.parameters())
     seen = []
     half.model.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
     mask = half(photos[0], return_mask=True)
