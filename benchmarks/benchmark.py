@@ -169,11 +169,9 @@ def ort_predict(session, device: str | None):
 def build_rows(args, checkpoint: Path, tmp: Path) -> list[tuple[str, object]]:
     """(label, predict) for every configuration this machine can run; the first is the reference."""
     rows = []
-    ours = {}
     for dtype in ("float32", "bfloat16"):
-        ours[dtype] = rmbg_core.load_model(checkpoint, device="cpu", dtype=dtype)
-        rows.append((f"rmbg-kit cpu {dtype}" + (" (fast mode)" if dtype == "bfloat16" else ""),
-                     _batched(ours[dtype])))
+        model = rmbg_core.load_model(checkpoint, device="cpu", dtype=dtype)
+        rows.append((f"rmbg-kit cpu {dtype}" + (" (fast mode)" if dtype == "bfloat16" else ""), _batched(model)))
     try:
         onnx_path = export_onnx(checkpoint, tmp)
     except Exception as exc:  # the exporter's failures are many and version-specific; the table goes on without it

@@ -38,6 +38,14 @@ def as_int(image):
     return np.asarray(image).astype(int)
 
 
+def assert_masks_equal_the_core(pipe, model, photos):
+    """The pipeline's masks are exactly those rmbg_core renders from ``model``'s predictions."""
+    for photo in photos:
+        core_mask = model.predict(torch.from_numpy(photo)[None], input_size=SMALL_INPUT)[0]
+        expected = render(read_image(photo), core_mask, return_mask=True)
+        assert np.array_equal(as_int(pipe(photo, return_mask=True)), as_int(expected))
+
+
 def test_load_pipeline_builds_a_transformers_model_from_the_checkpoint(pipe, checkpoint_file):
     from safetensors.torch import load_file
 
@@ -55,10 +63,7 @@ def test_load_pipeline_builds_a_transformers_model_from_the_checkpoint(pipe, che
 
 def test_masks_equal_the_core_for_the_same_weights(pipe, random_model, photos):
     """The pipeline is an adapter: same preprocess, network, postprocess and render as rmbg_core."""
-    for photo in photos:
-        core_mask = random_model.predict(torch.from_numpy(photo)[None], input_size=SMALL_INPUT)[0]
-        expected = render(read_image(photo), core_mask, return_mask=True)
-        assert np.array_equal(as_int(pipe(photo, return_mask=True)), as_int(expected))
+    assert_masks_equal_the_core(pipe, random_model, photos)
 
 
 def test_half_precision_masks_equal_the_core(checkpoint_dir, photos):
@@ -67,11 +72,7 @@ def test_half_precision_masks_equal_the_core(checkpoint_dir, photos):
 
     half = load_pipeline(checkpoint_dir, device="cpu", dtype="bfloat16", model_input_size=SMALL_INPUT)
     assert half.model.dtype == torch.bfloat16 and half.model.net.side1.weight.dtype == torch.float32
-    core = load_model(checkpoint_dir, device="cpu", dtype="bfloat16")
-    for photo in photos:
-        core_mask = core.predict(torch.from_numpy(photo)[None], input_size=SMALL_INPUT)[0]
-        expected = render(read_image(photo), core_mask, return_mask=True)
-        assert np.array_equal(as_int(half(photo, return_mask=True)), as_int(expected))
+    assert_masks_equal_the_core(half, load_model(checkpoint_dir, device="cpu", dtype="bfloat16"), photos)
 
 
 def test_cutout_mask_and_composite(pipe, photos):
