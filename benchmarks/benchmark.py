@@ -338,7 +338,8 @@ def machine_lines() -> list[str]:
         + ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS),
         f"- threads: {torch.get_num_threads()} (torch and onnxruntime alike)",
         f"- torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, Python {platform.python_version()}",
-        f"- OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+        f"- GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'unset')}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
         f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}",
         f"- GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device'}",
         f"- load average at start: {' '.join(f'{value:.2f}' for value in load)}",

@@ -7,7 +7,8 @@ convolutions over the parts, the second accumulating into the first's output, so
 tensor is never built. Weights are reordered once into oneDNN's blocked layout and kept beside the
 module (oneDNN would otherwise reorder every weight on every call: a quarter of a float32 forward
 pass here); the module's own parameters stay as they are, so ``state_dict``, ``.to()`` and anything
-that manages the module see an ordinary ``nn.Conv2d``. The ops are the ones ``torch.compile`` emits
+that manages the module see an ordinary ``nn.Conv2d``. Activations go to the buffer pool of the running network when there is one
+(:mod:`rmbg_core.buffer_pool`). The ops are the ones ``torch.compile`` emits
 for CPU convolutions, called directly so there is no compile step. Anything they do not cover
 (CUDA, MPS, float16 on CPU, autograd, mkldnn disabled) takes the plain PyTorch path, which computes
 the same function.
@@ -22,10 +23,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .buffer_pool import empty, pooled_empty
+
 _FUSED_DTYPES = (torch.float32, torch.bfloat16)
-# Attribute of a Conv2d holding (weak ref to the weight, key, blocked weights): plain Python state, invisible to
-# state_dict and .to().
+# Attribute of a Conv2d holding its _PackedWeights: plain Python state, invisible to state_dict and .to().
 _PACKED = "_onednn_packed_weights"
+
+
+class _PackedWeights:
+    """Blocked weight copies of one convolution and what they were made from (a weak ref and a key)."""
+
+    def __init__(self, weight: torch.Tensor | None = None, key: tuple | None = None,
+                 parts: tuple[torch.Tensor, ...] = ()) -> None:
+        self.weight = weakref.ref(weight) if weight is not None else None
+        self.key = key
+        self.parts = parts
+
+    def __reduce__(self) -> tuple:
+        # Copied or pickled modules start without copies (opaque oneDNN tensors cannot be copied).
+        return (_PackedWeights, ())
 
 
 @functools.lru_cache(maxsize=None)
@@ -68,15 +84,15 @@ def packed_weights(conv: nn.Conv2d, *inputs: torch.Tensor) -> tuple[torch.Tensor
     version = None if weight.is_inference() else weight._version
     key = (weight.data_ptr(), version, weight.dtype, splits)
     cached = conv.__dict__.get(_PACKED)
-    if cached is not None and cached[0]() is weight and cached[1] == key:
-        return cached[2]
+    if cached is not None and cached.weight is not None and cached.weight() is weight and cached.key == key:
+        return cached.parts
     parts, start = [], 0
     for x, channels in zip(inputs, splits):
         part = weight[:, start:start + channels].contiguous()
         parts.append(torch.ops.mkldnn._reorder_convolution_weight(part, list(conv.padding), list(conv.stride),
                                                                   list(conv.dilation), 1, list(x.shape)))
         start += channels
-    conv.__dict__[_PACKED] = (weakref.ref(weight), key, tuple(parts))
+    conv.__dict__[_PACKED] = _PackedWeights(weight, key, tuple(parts))
     return tuple(parts)
 
 
@@ -86,12 +102,43 @@ def drop_packed_weights(network: nn.Module) -> None:
         module.__dict__.pop(_PACKED, None)
 
 
+def conv_output_shape(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, ...]:
+    """(B, C, H, W) of ``conv(x)``."""
+    size = [(length + 2 * pad - dil * (kernel - 1) - 1) // step + 1 for length, pad, dil, kernel, step
+            in zip(x.shape[2:], conv.padding, conv.dilation, conv.kernel_size, conv.stride)]
+    return (x.shape[0], conv.out_channels, *size)
+
+
+def _onednn_conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, unary: str | None) -> torch.Tensor:
+    """``unary(conv(x))`` with blocked ``weight`` (all of ``conv``'s or its share for ``x``) and the bias.
+
+    Written into a buffer of the active :class:`~rmbg_core.buffer_pool.BufferPool` when there is one:
+    the buffer is set to the bias and the convolution added to it in place, the same sum.
+    """
+    args = (conv.padding, conv.stride, conv.dilation, 1)
+    out = pooled_empty(conv_output_shape(conv, x), x.dtype)
+    if out is None:
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, conv.bias, *args, unary or "none", [], None)
+    if conv.bias is None:
+        out.zero_()
+    else:
+        out.copy_(conv.bias.reshape(1, -1, 1, 1).expand(out.shape))
+    return torch.ops.mkldnn._convolution_pointwise_.binary(out, x, weight, None, *args, "add", None, unary, [], None)
+
+
+def convolve(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` through the same oneDNN path as :func:`conv_relu` when possible (no activation)."""
+    if _fusable(conv, x):
+        weight, = packed_weights(conv, x)
+        return _onednn_conv(conv, x, weight, None)
+    return conv(x)
+
+
 def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``relu(conv(x))``, fused into one oneDNN call on the CPU when possible."""
     if _fusable(conv, x):
         weight, = packed_weights(conv, x)
-        return torch.ops.mkldnn._convolution_pointwise(x, weight, conv.bias, conv.padding, conv.stride,
-                                                       conv.dilation, 1, "relu", [], None)
+        return _onednn_conv(conv, x, weight, "relu")
     return F.relu(conv(x), inplace=True)
 
 
@@ -103,8 +150,7 @@ def conv_relu_joined(conv: nn.Conv2d, first: torch.Tensor, second: torch.Tensor)
     """
     if _fusable(conv, first, second):
         first_weight, second_weight = packed_weights(conv, first, second)
-        out = torch.ops.mkldnn._convolution_pointwise(first, first_weight, conv.bias, conv.padding,
-                                                      conv.stride, conv.dilation, 1, "none", [], None)
+        out = _onednn_conv(conv, first, first_weight, None)
         return torch.ops.mkldnn._convolution_pointwise_.binary(out, second, second_weight, None,
                                                                conv.padding, conv.stride, conv.dilation, 1,
                                                                "add", None, "relu", [], None)
@@ -115,17 +161,21 @@ def single_output_conv3x3(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for a 3x3, stride-1, padding-1 convolution with one output channel (a side head).
 
     oneDNN runs one-output convolutions at a few percent of its speed, so on the CPU this computes the
-    nine taps' channel sums as one 1x1 convolution with nine outputs, then adds the nine shifted maps.
+    nine taps' channel sums as one matrix product (nine maps), then adds the nine maps, shifted.
     """
     if not (_fusable(conv, x) and conv.out_channels == 1 and conv.kernel_size == (3, 3)
             and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)):
         return conv(x)
-    height, width = x.shape[-2:]
-    taps = conv.weight[0].permute(1, 2, 0).reshape(9, -1, 1, 1).contiguous()
-    per_tap = torch.ops.mkldnn._convolution_pointwise(x, taps, None, [0, 0], [1, 1], [1, 1], 1, "none", [], None)
-    per_tap = F.pad(per_tap.contiguous(), (1, 1, 1, 1))
-    out = per_tap[:, 0:1, :height, :width] + conv.bias.reshape(1, 1, 1, 1)
-    for tap in range(1, 9):
-        row, column = divmod(tap, 3)
-        out += per_tap[:, tap:tap + 1, row:row + height, column:column + width]
+    batch, channels, height, width = x.shape
+    taps = conv.weight[0].permute(1, 2, 0).reshape(9, channels)
+    per_tap = empty((batch, 9, height, width), x.dtype, channels_last=False)
+    pixels = x.permute(0, 2, 3, 1).reshape(batch, height * width, channels).transpose(1, 2)
+    torch.matmul(taps, pixels, out=per_tap.view(batch, 9, height * width))
+    out = empty((batch, 1, height, width), x.dtype, channels_last=False)
+    torch.add(per_tap[:, 4:5], conv.bias.reshape(1, 1, 1, 1), out=out)  # the centre tap covers every pixel
+    for tap in (0, 1, 2, 3, 5, 6, 7, 8):
+        # Tap (row, column) reads the input shifted by (row - 1, column - 1); zero padding outside.
+        dy, dx = tap // 3 - 1, tap % 3 - 1
+        target = out[:, :, max(0, -dy):height - max(0, dy), max(0, -dx):width - max(0, dx)]
+        target += per_tap[:, tap:tap + 1, max(0, dy):height - max(0, -dy), max(0, dx):width - max(0, -dx)]
     return out

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import conv_relu, conv_relu_joined, single_output_conv3x3
+from .buffer_pool import BufferPool, pooled_empty
+from .kernels import conv_relu, conv_relu_joined, convolve, single_output_conv3x3
 
 # (name, height, in_channels, mid_channels, out_channels, dilated) of each residual U-block, in the order
 # they run: six encoder stages, then five decoder stages.
@@ -35,12 +36,23 @@ SIDE_CHANNELS = (64, 64, 128, 256, 512, 512)
 
 def upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Bilinearly resize ``x`` to the spatial size of ``like`` (align_corners=False, as the reference)."""
-    return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
+    out = pooled_empty((*x.shape[:2], *like.shape[2:]), x.dtype)
+    if out is None:
+        return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
+    return torch.ops.aten.upsample_bilinear2d.out(x, list(like.shape[2:]), False, None, None, out=out)
 
 
 def downsample(x: torch.Tensor) -> torch.Tensor:
     """2x2 max pooling with ceil mode, as between every stage of IS-Net."""
-    return F.max_pool2d(x, 2, stride=2, ceil_mode=True)
+    height, width = x.shape[2:]
+    out = pooled_empty((*x.shape[:2], height // 2, width // 2), x.dtype) if height % 2 == width % 2 == 0 else None
+    if out is None:
+        return F.max_pool2d(x, 2, stride=2, ceil_mode=True)
+    # Even sizes (no ceil padding): the maximum of the four pixels of each 2x2 cell, into a reused buffer.
+    top, bottom = x[:, :, 0::2], x[:, :, 1::2]
+    torch.maximum(top[..., 0::2], top[..., 1::2], out=out)
+    torch.maximum(out, bottom[..., 0::2], out=out)
+    return torch.maximum(out, bottom[..., 1::2], out=out)
 
 
 class ConvBNReLU(nn.Module):
@@ -137,6 +149,8 @@ class ISNet(nn.Module):
 
     ``forward`` returns the main map ``(B, 1, H, W)``; with ``side_outputs=True`` it returns all six
     side maps, main first, as BRIA's model does (the training-time deep supervision outputs).
+    Inference on the CPU keeps its activation buffers in ``buffer_pool`` for the next call of the
+    same shape (see :mod:`rmbg_core.buffer_pool`; ``buffer_pool.clear()`` frees them).
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 1) -> None:
@@ -146,13 +160,20 @@ class ISNet(nn.Module):
             self.add_module(name, ResidualUBlock(height, cin, cmid, cout, dilated))
         for index, channels in enumerate(SIDE_CHANNELS, start=1):
             self.add_module(f"side{index}", nn.Conv2d(channels, out_channels, 3, padding=1))
+        self.buffer_pool = BufferPool()
 
     def forward(self, x: torch.Tensor, side_outputs: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        if torch.is_grad_enabled():
+            return self._forward(x, side_outputs)
+        with self.buffer_pool.active(x):
+            return self._forward(x, side_outputs)
+
+    def _forward(self, x: torch.Tensor, side_outputs: bool) -> torch.Tensor | list[torch.Tensor]:
         # Stages take their inputs in a list they empty (ResidualUBlock.run): every activation is
         # referenced only while the U-Net still needs it, which bounds peak memory on large batches.
         encoded: list[torch.Tensor] = []
         for index, (name, *_) in enumerate(ENCODER_STAGES):
-            inputs = [downsample(encoded[-1]) if index else self.conv_in(x)]
+            inputs = [downsample(encoded[-1]) if index else convolve(self.conv_in, x)]
             encoded.append(getattr(self, name).run(inputs))
         hx = encoded.pop()
         decoded = [hx] if side_outputs else []
@@ -175,4 +196,7 @@ class ISNet(nn.Module):
     def _side_map(head: nn.Conv2d, feature: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """A side head's saliency map at the input size, computed in the head's own dtype (a model may
         keep its heads in float32 under a half-precision body)."""
-        return torch.sigmoid(upsample_like(single_output_conv3x3(head, feature.to(head.weight.dtype)), like))
+        if feature.dtype != head.weight.dtype:
+            converted = pooled_empty(feature.shape, head.weight.dtype)
+            feature = feature.to(head.weight.dtype) if converted is None else converted.copy_(feature)
+        return torch.sigmoid(upsample_like(single_output_conv3x3(head, feature), like))

@@ -9,12 +9,12 @@ import pytest
 
 from conftest import REPO
 
-PRINT_SETTINGS = "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('OMP_WAIT_POLICY', 'THP_MEM_ALLOC_ENABLE')}))"
+PRINT_SETTINGS = "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('GOMP_SPINCOUNT', 'OMP_WAIT_POLICY', 'THP_MEM_ALLOC_ENABLE')}))"
 
 
 def settings_after(code: str, **env) -> dict:
     environment = {k: v for k, v in os.environ.items()
-                   if k not in ("OMP_WAIT_POLICY", "THP_MEM_ALLOC_ENABLE", "RMBG_NO_CPU_DEFAULTS")}
+                   if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "THP_MEM_ALLOC_ENABLE", "RMBG_NO_CPU_DEFAULTS")}
     environment.update(env)
     result = subprocess.run([sys.executable, "-c", f"{code}; {PRINT_SETTINGS}"], env=environment, cwd=REPO,
                             capture_output=True, text=True, timeout=120)
@@ -23,13 +23,15 @@ def settings_after(code: str, **env) -> dict:
 
 
 APPLY = "from rmbg_core.cpu_settings import apply_cpu_defaults; apply_cpu_defaults()"
-DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "THP_MEM_ALLOC_ENABLE": "1"}
-UNSET = {"OMP_WAIT_POLICY": None, "THP_MEM_ALLOC_ENABLE": None}
+DEFAULTS = {"GOMP_SPINCOUNT": "1000", "OMP_WAIT_POLICY": None, "THP_MEM_ALLOC_ENABLE": "1"}
+UNSET = {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None, "THP_MEM_ALLOC_ENABLE": None}
 
 
 @pytest.mark.parametrize("code,env,expected", [
     (APPLY, {}, DEFAULTS),
-    (APPLY, {"OMP_WAIT_POLICY": "ACTIVE"}, {**DEFAULTS, "OMP_WAIT_POLICY": "ACTIVE"}),
+    (APPLY, {"GOMP_SPINCOUNT": "50"}, {**DEFAULTS, "GOMP_SPINCOUNT": "50"}),
+    # The user's own wait policy stands: no spin count of ours overrides it.
+    (APPLY, {"OMP_WAIT_POLICY": "ACTIVE"}, {**UNSET, "OMP_WAIT_POLICY": "ACTIVE", "THP_MEM_ALLOC_ENABLE": "1"}),
     (APPLY, {"RMBG_NO_CPU_DEFAULTS": "1"}, UNSET),
     (f"import torch; {APPLY}", {}, UNSET),
     ("import rmbg_core; rmbg_core.load_model", {}, UNSET),

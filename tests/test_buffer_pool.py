@@ -1,0 +1,162 @@
+"""The activation buffer pool: reused across forward passes, never while anything still reads a buffer."""
+
+import copy
+import pickle
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import rmbg_core.buffer_pool as buffer_pool
+from rmbg_core.buffer_pool import BufferPool
+from rmbg_core.network import downsample, upsample_like
+
+
+@pytest.fixture
+def network(random_model, monkeypatch):
+    """The folded random-weight network with every activation pooled (small inputs stay fast)."""
+    monkeypatch.setattr(buffer_pool, "MIN_POOLED_BYTES", 0)
+    random_model.network.buffer_pool.clear()
+    yield random_model.network
+    random_model.network.buffer_pool.clear()
+
+
+def batch(seed=0, size=64, count=1):
+    torch.manual_seed(seed)
+    return torch.rand(count, 3, size, size) - 0.5
+
+
+def unpooled(network, x):
+    # Under autograd the pool is off; nothing requires grad, so the same fused kernels run.
+    with torch.enable_grad():
+        return network(x).detach()
+
+
+def test_repeated_forward_reuses_its_buffers_and_computes_the_same(network):
+    x = batch()
+    with torch.inference_mode():
+        first = network(x)
+        held = network.buffer_pool.nbytes
+        second = network(batch(1))
+        third = network(x)
+    assert held > 0
+    assert network.buffer_pool.nbytes == held  # the second and third passes allocated nothing new
+    assert torch.equal(first, third)
+    torch.testing.assert_close(first, unpooled(network, x), atol=1e-6, rtol=1e-5)
+    assert not torch.equal(first, second)
+
+
+def test_default_threshold_pools_large_activations_only(random_model):
+    pool = random_model.network.buffer_pool
+    pool.clear()
+    with torch.inference_mode():
+        random_model.network(batch(size=64))
+        assert pool.nbytes == 0  # every activation of a 64x64 input is under MIN_POOLED_BYTES
+        x = batch(size=256)
+        pooled = random_model.network(x)
+    assert pool.nbytes > 0
+    torch.testing.assert_close(pooled, unpooled(random_model.network, x), atol=1e-6, rtol=1e-5)
+    pool.clear()
+
+
+def test_a_buffer_is_not_handed_out_while_a_tensor_or_view_reads_it():
+    pool = BufferPool()
+    first = pool.take((1, 4, 8, 8), torch.float32)
+    other = pool.take((1, 4, 8, 8), torch.float32)
+    assert first.data_ptr() != other.data_ptr()
+    view = first[:, :2]
+    address = first.data_ptr()
+    del first, other
+    assert pool.take((1, 4, 8, 8), torch.float32).data_ptr() != address  # the view still reads it
+    del view
+    again = pool.take((1, 2, 8, 8), torch.float32)  # smaller requests fit in a free buffer too
+    assert again.data_ptr() == address
+    assert again.shape == (1, 2, 8, 8) and again.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_activations_captured_by_a_forward_hook_are_never_overwritten(network):
+    captured, copies = [], []
+
+    def keep(module, inputs, output):
+        captured.append(output)
+        copies.append(output.clone())
+
+    handles = [network.stage1.register_forward_hook(keep), network.stage2d.register_forward_hook(keep)]
+    try:
+        with torch.inference_mode():
+            network(batch())
+            network(batch(1))
+    finally:
+        for handle in handles:
+            handle.remove()
+    for kept, copied in zip(captured, copies):
+        assert torch.equal(kept, copied)
+
+
+def test_a_new_input_shape_drops_the_old_buffers(network):
+    with torch.inference_mode():
+        network(batch(size=96))
+        alone = network.buffer_pool.nbytes
+        network.buffer_pool.clear()
+        network(batch(size=64))
+        network(batch(size=96))
+    assert network.buffer_pool.nbytes == alone
+
+
+def test_release_gives_back_free_buffers(network):
+    with torch.inference_mode():
+        network(batch())
+    held = network.buffer_pool.nbytes
+    dropped = network.buffer_pool.release(1)
+    assert 1 <= dropped <= held and network.buffer_pool.nbytes == held - dropped
+    assert network.buffer_pool.release(held) == held - dropped
+    assert network.buffer_pool.nbytes == 0
+
+
+def test_copies_and_pickles_start_with_an_empty_pool_of_their_own(network):
+    with torch.inference_mode():
+        expected = network(batch())
+    twin = copy.deepcopy(network)
+    assert twin.buffer_pool is not network.buffer_pool and twin.buffer_pool.nbytes == 0
+    restored = pickle.loads(pickle.dumps(network))
+    with torch.inference_mode():
+        assert torch.equal(twin(batch()), expected)
+        assert torch.equal(restored(batch()), expected)
+
+
+def test_concurrent_forward_passes_on_one_network_do_not_share_buffers(network):
+    inputs = [batch(seed) for seed in range(4)]
+    with torch.inference_mode():
+        expected = [network(x) for x in inputs]
+    results = [None] * len(inputs)
+
+    def run(index):
+        with torch.inference_mode():
+            for _ in range(3):
+                results[index] = network(inputs[index])
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for got, want in zip(results, expected):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("size,pooled", [((32, 48), True), ((31, 48), False), ((32, 47), False)])
+def test_pooled_max_pooling_and_upsampling_match_pytorch(size, pooled, monkeypatch):
+    monkeypatch.setattr(buffer_pool, "MIN_POOLED_BYTES", 0)
+    x = torch.randn(2, 5, *size).contiguous(memory_format=torch.channels_last)
+    x[0, 0, 0, 0] = float("nan")
+    pool = BufferPool()
+    with torch.inference_mode(), pool.active(x):
+        halved = downsample(x)  # odd sizes (ceil mode) take F.max_pool2d
+        upsampled = upsample_like(halved, x)
+    expected = F.max_pool2d(x, 2, stride=2, ceil_mode=True)
+    torch.testing.assert_close(halved, expected, equal_nan=True)
+    torch.testing.assert_close(upsampled, F.interpolate(expected, size=size, mode="bilinear", align_corners=False),
+                               equal_nan=True)
+    # The upsampled map is pooled in every case, the halved one only for even sizes.
+    assert pool.nbytes == upsampled.numel() * 4 + (halved.numel() * 4 if pooled else 0)
