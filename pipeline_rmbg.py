@@ -132,6 +132,9 @@ class RMBGPipeline(Pipeline):
                     background: Color | None = None, estimate_foreground: bool = False,
                     **refine_options: Any) -> Any:
         picture: RGBImage = model_outputs["image"]
+        pool = getattr(getattr(self.model, "net", None), "buffer_pool", None)
+        if pool is not None and model_outputs["prediction"].device.type == "cpu":
+            pool.release(4 * picture.size[0] * picture.size[1])  # the float mask takes the pool's memory
         mask = postprocess(model_outputs["prediction"], picture.size)[0]
         return render(picture, mask, return_mask=return_mask, background=background,
                       refine=Refinement.from_options(refine_options), estimate_foreground=estimate_foreground)

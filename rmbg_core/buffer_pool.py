@@ -27,6 +27,8 @@ import torch
 # Smaller tensors are left to the C allocator: its heap reuses them without page faults, and the
 # pooled path costs an extra fill pass and op calls that do not pay off for them.
 MIN_POOLED_BYTES = 1 << 20
+# Results smaller than this do not make the pool give memory back (see BufferPool.release).
+RELEASE_MIN_BYTES = 64 << 20
 _ACTIVE: contextvars.ContextVar["BufferPool | None"] = contextvars.ContextVar("rmbg_buffer_pool", default=None)
 
 
@@ -69,8 +71,12 @@ class BufferPool:
         """Give back free buffers totalling at least ``nbytes`` (or all free ones); returns the bytes dropped.
 
         Called before a large result is written (e.g. a 24 MP photo's mask), so that it takes the
-        pool's memory instead of adding to it: peak memory stays that of the forward pass.
+        pool's memory instead of adding to it: peak memory stays that of the forward pass. Requests
+        under ``RELEASE_MIN_BYTES`` do nothing: so small a result fits in what the forward pass's own
+        temporaries gave back, and a dropped buffer costs fresh pages in the next pass.
         """
+        if nbytes < RELEASE_MIN_BYTES:
+            return 0
         with self._lock:
             free = sorted((entry for entry in self._buffers if _storage_use_count(entry[0]) == entry[1]),
                           key=lambda entry: entry[0].numel())

@@ -110,20 +110,24 @@ def conv_output_shape(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, ...]:
 
 
 def _onednn_conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, unary: str | None) -> torch.Tensor:
-    """``unary(conv(x))`` with blocked ``weight`` (all of ``conv``'s or its share for ``x``) and the bias.
+    """``unary(conv(x))`` with blocked ``weight`` (all of ``conv``'s or its share for ``x``) and the bias."""
+    return _conv_into_pool(x, weight, conv.bias, (conv.padding, conv.stride, conv.dilation),
+                           conv_output_shape(conv, x), unary)
+
+
+def _conv_into_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: tuple,
+                    out_shape: tuple[int, ...], unary: str | None) -> torch.Tensor:
+    """One oneDNN convolution (``geometry``: padding, stride, dilation) with an optional ReLU.
 
     Written into a buffer of the active :class:`~rmbg_core.buffer_pool.BufferPool` when there is one:
-    the buffer is set to the bias and the convolution added to it in place, the same sum.
+    the buffer is zeroed and the convolution (with its bias) added to it in place, the same sum.
     """
-    args = (conv.padding, conv.stride, conv.dilation, 1)
-    out = pooled_empty(conv_output_shape(conv, x), x.dtype)
+    args = (*geometry, 1)
+    out = pooled_empty(out_shape, x.dtype)
     if out is None:
-        return torch.ops.mkldnn._convolution_pointwise(x, weight, conv.bias, *args, unary or "none", [], None)
-    if conv.bias is None:
-        out.zero_()
-    else:
-        out.copy_(conv.bias.reshape(1, -1, 1, 1).expand(out.shape))
-    return torch.ops.mkldnn._convolution_pointwise_.binary(out, x, weight, None, *args, "add", None, unary, [], None)
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *args, unary or "none", [], None)
+    out.zero_()  # a plain memset: faster than writing the bias, which the convolution adds anyway
+    return torch.ops.mkldnn._convolution_pointwise_.binary(out, x, weight, bias, *args, "add", None, unary, [], None)
 
 
 def convolve(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -161,16 +165,14 @@ def single_output_conv3x3(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for a 3x3, stride-1, padding-1 convolution with one output channel (a side head).
 
     oneDNN runs one-output convolutions at a few percent of its speed, so on the CPU this computes the
-    nine taps' channel sums as one matrix product (nine maps), then adds the nine maps, shifted.
+    nine taps' channel sums as one 1x1 convolution with nine outputs, then adds the nine maps, shifted.
     """
     if not (_fusable(conv, x) and conv.out_channels == 1 and conv.kernel_size == (3, 3)
             and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)):
         return conv(x)
     batch, channels, height, width = x.shape
-    taps = conv.weight[0].permute(1, 2, 0).reshape(9, channels)
-    per_tap = empty((batch, 9, height, width), x.dtype, channels_last=False)
-    pixels = x.permute(0, 2, 3, 1).reshape(batch, height * width, channels).transpose(1, 2)
-    torch.matmul(taps, pixels, out=per_tap.view(batch, 9, height * width))
+    taps = conv.weight[0].permute(1, 2, 0).reshape(9, channels, 1, 1).contiguous()
+    per_tap = _conv_into_pool(x, taps, None, ((0, 0), (1, 1), (1, 1)), (batch, 9, height, width), None)
     out = empty((batch, 1, height, width), x.dtype, channels_last=False)
     torch.add(per_tap[:, 4:5], conv.bias.reshape(1, 1, 1, 1), out=out)  # the centre tap covers every pixel
     for tap in (0, 1, 2, 3, 5, 6, 7, 8):

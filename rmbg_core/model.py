@@ -63,6 +63,7 @@ class RMBGModel:
         # Channels-last weights suit cuDNN; on the CPU oneDNN works from its own blocked copies (kernels.py).
         layout = torch.channels_last if target.type == "cuda" else torch.contiguous_format
         drop_packed_weights(self.network)
+        self.network.buffer_pool.clear()
         self.network.to(device=target, dtype=target_dtype, memory_format=layout)
         set_head_dtype(self.network, target_dtype)
         self.device, self.dtype = target, target_dtype

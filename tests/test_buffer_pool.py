@@ -104,10 +104,12 @@ def test_a_new_input_shape_drops_the_old_buffers(network):
     assert network.buffer_pool.nbytes == alone
 
 
-def test_release_gives_back_free_buffers(network):
+def test_release_gives_back_free_buffers(network, monkeypatch):
     with torch.inference_mode():
         network(batch())
     held = network.buffer_pool.nbytes
+    assert network.buffer_pool.release(held) == 0  # under RELEASE_MIN_BYTES: nothing to make room for
+    monkeypatch.setattr(buffer_pool, "RELEASE_MIN_BYTES", 0)
     dropped = network.buffer_pool.release(1)
     assert 1 <= dropped <= held and network.buffer_pool.nbytes == held - dropped
     assert network.buffer_pool.release(held) == held - dropped
