@@ -37,9 +37,12 @@ def _element_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
-def _storage_use_count(tensor: torch.Tensor) -> int | None:
-    counter = getattr(torch._C, "_storage_Use_Count", None)
-    return None if counter is None else counter(tensor.untyped_storage()._cdata)
+# How many tensors share a storage (private to torch; without it there is no safe reuse, so no pool).
+_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _storage_use_count(tensor: torch.Tensor) -> int:
+    return _USE_COUNT(tensor.untyped_storage()._cdata)
 
 
 class BufferPool:
@@ -78,15 +81,15 @@ class BufferPool:
         if nbytes < RELEASE_MIN_BYTES:
             return 0
         with self._lock:
-            free = sorted((entry for entry in self._buffers if _storage_use_count(entry[0]) == entry[1]),
-                          key=lambda entry: entry[0].numel())
-            enough = [entry for entry in free if entry[0].numel() >= nbytes]
-            dropped = enough[:1] if enough else []
-            for entry in ([] if enough else reversed(free)):
+            # self._buffers is smallest first: the smallest free buffer that is enough, else the largest ones.
+            free = [entry for entry in self._buffers if _storage_use_count(entry[0]) == entry[1]]
+            dropped = next(([entry] for entry in free if entry[0].numel() >= nbytes), [])
+            for entry in ([] if dropped else reversed(free)):
+                dropped.append(entry)
                 if sum(buffer.numel() for buffer, _ in dropped) >= nbytes:
                     break
-                dropped.append(entry)
-            self._buffers = [entry for entry in self._buffers if not any(entry is gone for gone in dropped)]
+            gone = {id(entry) for entry in dropped}
+            self._buffers = [entry for entry in self._buffers if id(entry) not in gone]
             return sum(buffer.numel() for buffer, _ in dropped)
 
     @contextlib.contextmanager
@@ -96,7 +99,7 @@ class BufferPool:
         Only for CPU inputs; a new input shape or dtype first drops the buffers of the old one, so the
         pool holds what one shape needs, not the sum over shapes.
         """
-        if network_input.device.type != "cpu" or _storage_use_count(network_input) is None:
+        if network_input.device.type != "cpu" or _USE_COUNT is None:
             yield
             return
         key = (tuple(network_input.shape), network_input.dtype)

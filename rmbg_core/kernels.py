@@ -7,8 +7,8 @@ convolutions over the parts, the second accumulating into the first's output, so
 tensor is never built. Weights are reordered once into oneDNN's blocked layout and kept beside the
 module (oneDNN would otherwise reorder every weight on every call: a quarter of a float32 forward
 pass here); the module's own parameters stay as they are, so ``state_dict``, ``.to()`` and anything
-that manages the module see an ordinary ``nn.Conv2d``. Activations go to the buffer pool of the running network when there is one
-(:mod:`rmbg_core.buffer_pool`). The ops are the ones ``torch.compile`` emits
+that manages the module see an ordinary ``nn.Conv2d``. Activations go into the buffer pool of the
+running network when there is one (:mod:`rmbg_core.buffer_pool`). The ops are the ones ``torch.compile`` emits
 for CPU convolutions, called directly so there is no compile step. Anything they do not cover
 (CUDA, MPS, float16 on CPU, autograd, mkldnn disabled) takes the plain PyTorch path, which computes
 the same function.
