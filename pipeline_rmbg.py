@@ -132,9 +132,7 @@ class RMBGPipeline(Pipeline):
                     background: Color | None = None, estimate_foreground: bool = False,
                     **refine_options: Any) -> Any:
         picture: RGBImage = model_outputs["image"]
-        pool = getattr(getattr(self.model, "net", None), "buffer_pool", None)
-        if pool is not None and model_outputs["prediction"].device.type == "cpu":
-            pool.release(4 * picture.size[0] * picture.size[1])  # the float mask takes the pool's memory
+        self.model.net.buffer_pool.release(4 * picture.size[0] * picture.size[1])  # the mask takes pool memory
         mask = postprocess(model_outputs["prediction"], picture.size)[0]
         return render(picture, mask, return_mask=return_mask, background=background,
                       refine=Refinement.from_options(refine_options), estimate_foreground=estimate_foreground)

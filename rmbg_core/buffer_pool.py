@@ -76,7 +76,8 @@ class BufferPool:
         Called before a large result is written (e.g. a 24 MP photo's mask), so that it takes the
         pool's memory instead of adding to it: peak memory stays that of the forward pass. Requests
         under ``RELEASE_MIN_BYTES`` do nothing: so small a result fits in what the forward pass's own
-        temporaries gave back, and a dropped buffer costs fresh pages in the next pass.
+        temporaries gave back, and a dropped buffer costs fresh pages in the next pass. The pool only
+        ever holds CPU buffers, so for a network on another device there is nothing to give back.
         """
         if nbytes < RELEASE_MIN_BYTES:
             return 0

@@ -114,8 +114,7 @@ class RMBGModel:
     def _predict_mixed_sizes(self, items: list[torch.Tensor], input_size: tuple[int, int]) -> list[torch.Tensor]:
         network_input = torch.cat([preprocess(item[None].to(self.device), input_size, self.dtype) for item in items])
         prediction = self.network(network_input)
-        if self.device.type == "cpu":
-            self.network.buffer_pool.release(sum(item.shape[0] * item.shape[1] * 4 for item in items))
+        self.network.buffer_pool.release(sum(item.shape[0] * item.shape[1] * 4 for item in items))
         return [postprocess(prediction[i:i + 1], tuple(item.shape[:2]))[0].cpu() for i, item in enumerate(items)]
 
 
