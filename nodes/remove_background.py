@@ -56,8 +56,9 @@ class RMBGRemoveBackground:
                estimate_foreground: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         color = background_for(background, background_color)
         model = rmbg_model.ready(batch_size)
+        # Other models run between ComfyUI runs: the CPU activation buffers go back when this one ends.
         masks = model.predict(image, batch_size=batch_size, input_size=rmbg_model.input_size,
-                              callback=comfy_runtime.progress(len(image)))
+                              callback=comfy_runtime.progress(len(image)), keep_buffers=False)
         out = comfy_runtime.output_device()
         result = apply_mask(image, masks, background=color, estimate_foreground=estimate_foreground)
         return result.to(out), masks.to(out)

@@ -70,18 +70,29 @@ class RMBGModel:
         return self
 
     def predict(self, images: torch.Tensor | Sequence[torch.Tensor], *, batch_size: int = 1,
-                input_size: tuple[int, int] = MODEL_INPUT_SIZE,
-                callback: ProgressCallback | None = None) -> torch.Tensor | list[torch.Tensor]:
+                input_size: tuple[int, int] = MODEL_INPUT_SIZE, callback: ProgressCallback | None = None,
+                keep_buffers: bool = True) -> torch.Tensor | list[torch.Tensor]:
         """Masks for a batch: (B, H, W, C) tensor in, (B, H, W) float32 masks in [0, 1] on the CPU out.
 
         A list of (H, W, C) tensors of different sizes gives a list of (H, W) masks. C is 1-4 (grey,
         grey+alpha, RGB, RGBA; alpha is ignored); values are uint8 0-255 or float 0-1. Work runs in
         chunks of ``batch_size`` so memory stays bounded; every mask is min-max normalised on its
         own, so results equal one-at-a-time. ``callback(done, total)`` runs after each chunk (it
-        may raise to cancel).
+        may raise to cancel). On the CPU the network keeps its activation buffers for the next call
+        (about 250 MB per image of ``batch_size``, see :mod:`rmbg_core.buffer_pool`);
+        ``keep_buffers=False`` gives them back when this call ends, for hosts that run other models
+        between calls.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        try:
+            return self._predict(images, batch_size, input_size, callback)
+        finally:
+            if not keep_buffers:
+                self.network.buffer_pool.clear()
+
+    def _predict(self, images: torch.Tensor | Sequence[torch.Tensor], batch_size: int,
+                 input_size: tuple[int, int], callback: ProgressCallback | None) -> torch.Tensor | list[torch.Tensor]:
         if isinstance(images, torch.Tensor):
             if images.dim() != 4:
                 raise InputError(f"expected a (B, H, W, C) image batch, got shape {tuple(images.shape)}")

@@ -135,10 +135,17 @@ class ComfyUIServer:
 
     def peak_rss_mb(self) -> float:
         """The server process's peak resident memory so far (VmHWM), in MiB."""
+        return self._status_mb("VmHWM")
+
+    def rss_mb(self) -> float:
+        """The server process's resident memory now (VmRSS), in MiB."""
+        return self._status_mb("VmRSS")
+
+    def _status_mb(self, field: str) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
-        raise RuntimeError("VmHWM not found in /proc status")
+        raise RuntimeError(f"{field} not found in /proc status")
 
     # ------------------------------------------------------------------ HTTP
     def request(self, method: str, path: str, body: object = None, timeout: float = 60.0) -> tuple[int, bytes]:

@@ -162,3 +162,22 @@ def test_pooled_max_pooling_and_upsampling_match_pytorch(size, pooled, monkeypat
                                equal_nan=True)
     # The upsampled map is pooled in every case, the halved one only for even sizes.
     assert pool.nbytes == upsampled.numel() * 4 + (halved.numel() * 4 if pooled else 0)
+
+
+def test_predict_can_give_its_buffers_back(network, random_model):
+    images = torch.rand(3, 64, 64, 3, generator=torch.Generator().manual_seed(7))
+    kept = random_model.predict(images, batch_size=2, input_size=(64, 64))
+    assert network.buffer_pool.nbytes > 0  # the default keeps them for the next call
+    given_back = random_model.predict(images, batch_size=2, input_size=(64, 64), keep_buffers=False)
+    assert network.buffer_pool.nbytes == 0
+    assert torch.equal(kept, given_back)
+
+
+def test_cancelled_predict_gives_its_buffers_back_too(network, random_model):
+    def cancel(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        random_model.predict(torch.rand(4, 64, 64, 3), batch_size=2, input_size=(64, 64), callback=cancel,
+                             keep_buffers=False)
+    assert network.buffer_pool.nbytes == 0

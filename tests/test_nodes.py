@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+import rmbg_core.buffer_pool as buffer_pool
 from conftest import REPO, SMALL_INPUT, random_state_dict
 from pack_import import import_pack
 
@@ -117,6 +118,21 @@ def test_network_sees_at_most_batch_size_frames(managed, remove):
     finally:
         handle.remove()
     assert seen == [4, 4, 4, 4]
+
+
+def test_remove_background_gives_the_cpu_buffers_back(managed, remove, monkeypatch):
+    """ComfyUI runs other models between runs: activation buffers are reused across the chunks of
+    one run and do not outlive it."""
+    monkeypatch.setattr(buffer_pool, "MIN_POOLED_BYTES", 0)  # the small test size pools too
+    pool = managed.model.network.buffer_pool
+    held = []
+    handle = managed.model.network.register_forward_hook(lambda *args: held.append(pool.nbytes))
+    try:
+        remove(managed, frames(8, seed=5), batch_size=4)
+    finally:
+        handle.remove()
+    assert held[0] > 0 and held[1] == held[0]
+    assert pool.nbytes == 0
 
 
 def test_colour_background(managed, remove):
