@@ -9,25 +9,33 @@ module (oneDNN would otherwise reorder every weight on every call: a quarter of 
 pass here); the module's own parameters stay as they are, so ``state_dict``, ``.to()`` and anything
 that manages the module see an ordinary ``nn.Conv2d``. Activations go into the buffer pool of the
 running network when there is one (:mod:`rmbg_core.buffer_pool`). The ops are the ones ``torch.compile`` emits
-for CPU convolutions, called directly so there is no compile step. Anything they do not cover
+for CPU convolutions, called directly so there is no compile step. In float32 the deep layers where it is
+faster run as Winograd F(2x2, 3x3) convolutions instead (:mod:`rmbg_core.winograd`). Anything they do not cover
 (CUDA, MPS, float16 on CPU, autograd, mkldnn disabled) takes the plain PyTorch path, which computes
 the same function.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import weakref
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .buffer_pool import empty, pooled_empty
+from .winograd import band_rows, transform_weights, winograd_conv_relu, winograd_suits
 
 _FUSED_DTYPES = (torch.float32, torch.bfloat16)
 # Attribute of a Conv2d holding its _PackedWeights: plain Python state, invisible to state_dict and .to().
 _PACKED = "_onednn_packed_weights"
+_WINOGRAD = "_winograd_weights"
+# Whether float32 convolutions that suit it take the Winograd path (ISNet.winograd sets it per forward pass).
+_USE_WINOGRAD: contextvars.ContextVar[bool] = contextvars.ContextVar("rmbg_winograd", default=True)
 
 
 class _PackedWeights:
@@ -77,29 +85,50 @@ def packed_weights(conv: nn.Conv2d, *inputs: torch.Tensor) -> tuple[torch.Tensor
     remade whenever the weight changes (another tensor, other storage, an in-place update, another
     dtype), so loading, folding or casting needs no care; :func:`drop_packed_weights` frees them.
     """
+    def pack(part: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._reorder_convolution_weight(part, list(conv.padding), list(conv.stride),
+                                                            list(conv.dilation), 1, list(x.shape))
+    return _cached_parts(conv, _PACKED, inputs, pack)
+
+
+def winograd_weights(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The Winograd transforms of ``conv``'s whole weight (:func:`~rmbg_core.winograd.transform_weights`)
+    for inputs like ``x``; cached and remade like :func:`packed_weights`."""
+    height, width = x.shape[2:]
+    tiles = band_rows(conv.in_channels, conv.out_channels, height, width, x.element_size()) * (width // 2)
+
+    def pack(weight: torch.Tensor, _: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return transform_weights(weight, tiles)
+    whole = x.new_empty((0, conv.in_channels, 0, 0))  # one part: all input channels
+    return _cached_parts(conv, _WINOGRAD, (whole,), pack, layout=tiles)[0]
+
+
+def _cached_parts(conv: nn.Conv2d, attribute: str, inputs: tuple[torch.Tensor, ...], pack,
+                  layout: object = None) -> tuple:
+    """``pack(weight share, input)`` for each input, kept in ``conv.__dict__[attribute]`` while the weight
+    (and ``layout``, anything else the packing depends on) is the same."""
     weight = conv.weight
     splits = tuple(x.shape[1] for x in inputs)
     # Inference tensors (weights moved or cast under inference_mode, as ComfyUI does) have no version
     # counter: for them a replaced tensor is noticed, an in-place update is not.
     version = None if weight.is_inference() else weight._version
-    key = (weight.data_ptr(), version, weight.dtype, splits)
-    cached = conv.__dict__.get(_PACKED)
+    key = (weight.data_ptr(), version, weight.dtype, splits, layout)
+    cached = conv.__dict__.get(attribute)
     if cached is not None and cached.weight is not None and cached.weight() is weight and cached.key == key:
         return cached.parts
     parts, start = [], 0
     for x, channels in zip(inputs, splits):
-        part = weight[:, start:start + channels].contiguous()
-        parts.append(torch.ops.mkldnn._reorder_convolution_weight(part, list(conv.padding), list(conv.stride),
-                                                                  list(conv.dilation), 1, list(x.shape)))
+        parts.append(pack(weight[:, start:start + channels].contiguous(), x))
         start += channels
-    conv.__dict__[_PACKED] = _PackedWeights(weight, key, tuple(parts))
+    conv.__dict__[attribute] = _PackedWeights(weight, key, tuple(parts))
     return tuple(parts)
 
 
 def drop_packed_weights(network: nn.Module) -> None:
-    """Free the blocked weight copies of every convolution in ``network`` (e.g. before moving it)."""
+    """Free the blocked and Winograd weight copies of every convolution in ``network`` (e.g. before moving it)."""
     for module in network.modules():
         module.__dict__.pop(_PACKED, None)
+        module.__dict__.pop(_WINOGRAD, None)
 
 
 def conv_output_shape(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, ...]:
@@ -138,9 +167,31 @@ def convolve(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return conv(x)
 
 
+@contextlib.contextmanager
+def winograd_enabled(enabled: bool) -> Iterator[None]:
+    """Let float32 CPU convolutions that suit it use Winograd F(2x2, 3x3) in this block (this thread or task)."""
+    token = _USE_WINOGRAD.set(enabled)
+    try:
+        yield
+    finally:
+        _USE_WINOGRAD.reset(token)
+
+
+def _winograd(conv: nn.Conv2d, *inputs: torch.Tensor) -> torch.Tensor | None:
+    """``relu(conv(cat(inputs, 1)))`` by :mod:`rmbg_core.winograd` when enabled and it suits the layer, else None."""
+    x = inputs[0]
+    if not (_USE_WINOGRAD.get() and x.dtype == torch.float32
+            and winograd_suits(conv, sum(i.shape[1] for i in inputs), x.shape[2], x.shape[3])):
+        return None
+    return winograd_conv_relu(inputs, winograd_weights(conv, x), conv.bias, relu=True)
+
+
 def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``relu(conv(x))``, fused into one oneDNN call on the CPU when possible."""
+    """``relu(conv(x))``, fused into one oneDNN call on the CPU when possible (Winograd for deep layers)."""
     if _fusable(conv, x):
+        out = _winograd(conv, x)
+        if out is not None:
+            return out
         weight, = packed_weights(conv, x)
         return _onednn_conv(conv, x, weight, "relu")
     return F.relu(conv(x), inplace=True)
@@ -153,6 +204,9 @@ def conv_relu_joined(conv: nn.Conv2d, first: torch.Tensor, second: torch.Tensor)
     the others accumulated into that buffer in place, then ReLU: the same sum in another order.
     """
     if _fusable(conv, first, second):
+        out = _winograd(conv, first, second)
+        if out is not None:
+            return out
         first_weight, second_weight = packed_weights(conv, first, second)
         out = _onednn_conv(conv, first, first_weight, None)
         return torch.ops.mkldnn._convolution_pointwise_.binary(out, second, second_weight, None,

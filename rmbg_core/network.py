@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .buffer_pool import BufferPool, pooled_empty
-from .kernels import conv_relu, conv_relu_joined, convolve, single_output_conv3x3
+from .kernels import conv_relu, conv_relu_joined, convolve, single_output_conv3x3, winograd_enabled
 
 # (name, height, in_channels, mid_channels, out_channels, dilated) of each residual U-block, in the order
 # they run: six encoder stages, then five decoder stages.
@@ -150,7 +150,8 @@ class ISNet(nn.Module):
     ``forward`` returns the main map ``(B, 1, H, W)``; with ``side_outputs=True`` it returns all six
     side maps, main first, as BRIA's model does (the training-time deep supervision outputs).
     Inference on the CPU keeps its activation buffers in ``buffer_pool`` for the next call of the
-    same shape (see :mod:`rmbg_core.buffer_pool`; ``buffer_pool.clear()`` frees them).
+    same shape (see :mod:`rmbg_core.buffer_pool`; ``buffer_pool.clear()`` frees them), and in float32
+    computes its deep 3x3 layers as Winograd convolutions unless ``winograd`` is set to False.
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 1) -> None:
@@ -161,12 +162,16 @@ class ISNet(nn.Module):
         for index, channels in enumerate(SIDE_CHANNELS, start=1):
             self.add_module(f"side{index}", nn.Conv2d(channels, out_channels, 3, padding=1))
         self.buffer_pool = BufferPool()
+        # Float32 CPU inference runs the deep 3x3 layers as Winograd F(2x2, 3x3) (rmbg_core.winograd);
+        # False: every layer as a direct convolution.
+        self.winograd = True
 
     def forward(self, x: torch.Tensor, side_outputs: bool = False) -> torch.Tensor | list[torch.Tensor]:
-        if torch.is_grad_enabled():
-            return self._forward(x, side_outputs)
-        with self.buffer_pool.active(x):
-            return self._forward(x, side_outputs)
+        with winograd_enabled(self.winograd):
+            if torch.is_grad_enabled():
+                return self._forward(x, side_outputs)
+            with self.buffer_pool.active(x):
+                return self._forward(x, side_outputs)
 
     def _forward(self, x: torch.Tensor, side_outputs: bool) -> torch.Tensor | list[torch.Tensor]:
         # Stages take their inputs in a list they empty (ResidualUBlock.run): every activation is
