@@ -159,7 +159,7 @@ def _transform_output(products: list[torch.Tensor], out: torch.Tensor, relu: boo
     """A^T m A of a band's 16 products (channels-last (1, N, tiles, 1)) into ``out`` (rows, 2, cols, 2, N),
     then ReLU."""
     rows, _, cols, _, channels = out.shape
-    m = [p.permute(0, 2, 3, 1).view(rows, cols, channels) for p in products]
+    m = [p.permute(0, 2, 3, 1).reshape(rows, cols, channels) for p in products]
     s = empty((4, rows, cols, channels), out.dtype, channels_last=False)
     for r in range(2):
         # Rows of A^T, (1, 1, 1, 0) and (0, 1, -1, -1), over the products' first index; then over the second.
