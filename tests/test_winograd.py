@@ -42,6 +42,15 @@ def test_matches_the_convolution(batch, parts, out_channels, height, width, grou
     assert float(expected.min()) == 0.0 and float(expected.max()) > 0.0
 
 
+def test_plain_nchw_inputs_give_the_same_result():
+    torch.manual_seed(4)
+    inputs = (torch.randn(1, 6, 8, 10), torch.randn(1, 2, 8, 10))  # contiguous NCHW, not channels-last
+    weight, bias = torch.randn(5, 8, 3, 3) / 5, torch.randn(5)
+    with torch.inference_mode():
+        got = winograd_conv_relu(inputs, transform_weights(weight, 20), bias, relu=True)
+    torch.testing.assert_close(got.double(), reference(inputs, weight, bias), atol=2e-6, rtol=1e-5)
+
+
 def test_error_is_no_larger_than_the_direct_convolutions():
     # A deep layer of the network (512 channels in, 128 out, 64x64): both are float32 sums of 4608 terms.
     torch.manual_seed(1)
