@@ -5,7 +5,7 @@ Every 2x2 block of output is ``A^T [(G g G^T) * (B^T d B)] A`` over the 4x4 inpu
 in-channels) by (in-channels x out-channels), which oneDNN runs as 1x1 convolutions at full speed; the
 tile transforms are a few tensor additions. On the deep layers (128+ output channels on 64x64 to
 128x128 maps) that cuts their time to 0.65-0.95 of the direct convolution's (2 cores, AVX-512), and a
-whole float32 forward pass at 1024x1024 to about 0.94; the float error is no larger than the direct
+whole float32 forward pass at 1024x1024 to 0.94-0.95; the float error is no larger than the direct
 convolution's against a float64 reference (the transforms only add, subtract and halve). The 32x32
 layers would gain as well, but their transformed weights (16/9 of the weight, kept instead of the 9/9
 blocked copy) would add about 44 MB: they stay direct so a 24-megapixel photo stays under 1 GB. Tiles
