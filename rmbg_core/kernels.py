@@ -21,7 +21,7 @@ import contextlib
 import contextvars
 import functools
 import weakref
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -85,10 +85,10 @@ def packed_weights(conv: nn.Conv2d, *inputs: torch.Tensor) -> tuple[torch.Tensor
     remade whenever the weight changes (another tensor, other storage, an in-place update, another
     dtype), so loading, folding or casting needs no care; :func:`drop_packed_weights` frees them.
     """
-    def pack(part: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._reorder_convolution_weight(part, list(conv.padding), list(conv.stride),
-                                                            list(conv.dilation), 1, list(x.shape))
-    return _cached_parts(conv, _PACKED, inputs, pack)
+    def pack(share: torch.Tensor, index: int) -> torch.Tensor:
+        return torch.ops.mkldnn._reorder_convolution_weight(share, list(conv.padding), list(conv.stride),
+                                                            list(conv.dilation), 1, list(inputs[index].shape))
+    return _cached_parts(conv, _PACKED, tuple(x.shape[1] for x in inputs), pack)
 
 
 def winograd_weights(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -96,19 +96,16 @@ def winograd_weights(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, ..
     for inputs like ``x``; cached and remade like :func:`packed_weights`."""
     height, width = x.shape[2:]
     tiles = band_rows(conv.in_channels, conv.out_channels, height, width, x.element_size()) * (width // 2)
-
-    def pack(weight: torch.Tensor, _: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return transform_weights(weight, tiles)
-    whole = x.new_empty((0, conv.in_channels, 0, 0))  # one part: all input channels
-    return _cached_parts(conv, _WINOGRAD, (whole,), pack, layout=tiles)[0]
+    return _cached_parts(conv, _WINOGRAD, (conv.in_channels,), lambda weight, _: transform_weights(weight, tiles),
+                         layout=tiles)[0]
 
 
-def _cached_parts(conv: nn.Conv2d, attribute: str, inputs: tuple[torch.Tensor, ...], pack,
-                  layout: object = None) -> tuple:
-    """``pack(weight share, input)`` for each input, kept in ``conv.__dict__[attribute]`` while the weight
-    (and ``layout``, anything else the packing depends on) is the same."""
+def _cached_parts(conv: nn.Conv2d, attribute: str, splits: tuple[int, ...],
+                  pack: Callable[[torch.Tensor, int], object], layout: object = None) -> tuple:
+    """``pack(share, index)`` for each share of ``conv``'s weight split by input channels like ``splits``,
+    kept in ``conv.__dict__[attribute]`` while the weight (and ``layout``, anything else the packing
+    depends on) is the same."""
     weight = conv.weight
-    splits = tuple(x.shape[1] for x in inputs)
     # Inference tensors (weights moved or cast under inference_mode, as ComfyUI does) have no version
     # counter: for them a replaced tensor is noticed, an in-place update is not.
     version = None if weight.is_inference() else weight._version
@@ -117,8 +114,8 @@ def _cached_parts(conv: nn.Conv2d, attribute: str, inputs: tuple[torch.Tensor, .
     if cached is not None and cached.weight is not None and cached.weight() is weight and cached.key == key:
         return cached.parts
     parts, start = [], 0
-    for x, channels in zip(inputs, splits):
-        parts.append(pack(weight[:, start:start + channels].contiguous(), x))
+    for index, channels in enumerate(splits):
+        parts.append(pack(weight[:, start:start + channels].contiguous(), index))
         start += channels
     conv.__dict__[attribute] = _PackedWeights(weight, key, tuple(parts))
     return tuple(parts)
