@@ -180,7 +180,7 @@ def _winograd(conv: nn.Conv2d, *inputs: torch.Tensor) -> torch.Tensor | None:
     if not (_USE_WINOGRAD.get() and x.dtype == torch.float32
             and winograd_suits(conv, sum(i.shape[1] for i in inputs), x.shape[2], x.shape[3])):
         return None
-    return winograd_conv_relu(inputs, winograd_weights(conv, x), conv.bias, relu=True)
+    return winograd_conv_relu(inputs, winograd_weights(conv, x), conv.bias)
 
 
 def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:

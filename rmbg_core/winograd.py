@@ -75,7 +75,7 @@ def band_rows(in_channels: int, out_channels: int, height: int, width: int, elem
 
 
 def winograd_conv_relu(inputs: tuple[torch.Tensor, ...], weights: tuple[torch.Tensor, ...],
-                       bias: torch.Tensor | None, relu: bool) -> torch.Tensor:
+                       bias: torch.Tensor | None) -> torch.Tensor:
     """``relu(conv(cat(inputs, 1)))`` (3x3, padding 1) from the :func:`transform_weights` of the whole weight.
 
     Inputs are (B, C_i, H, W) with even H and W; each is transformed into its channels of one
@@ -109,7 +109,7 @@ def winograd_conv_relu(inputs: tuple[torch.Tensor, ...], weights: tuple[torch.Te
                         _as_map(group[b]), weights[term], bias if term == _BIAS_TERM else None,
                         [0, 0], [1, 1], [1, 1], 1, "none", [], None))
                 del group
-            _transform_output(products, tiled_out[image, first:last], relu)
+            _transform_output(products, tiled_out[image, first:last])
     return out
 
 
@@ -158,7 +158,7 @@ def _as_map(matrix: torch.Tensor) -> torch.Tensor:
     return matrix.as_strided((1, channels, rows, 1), (rows * channels, 1, channels, channels))
 
 
-def _transform_output(products: list[torch.Tensor], out: torch.Tensor, relu: bool) -> None:
+def _transform_output(products: list[torch.Tensor], out: torch.Tensor) -> None:
     """A^T m A of a band's 16 products (channels-last (1, N, tiles, 1)) into ``out`` (rows, 2, cols, 2, N),
     then ReLU."""
     rows, _, cols, _, channels = out.shape
@@ -174,5 +174,4 @@ def _transform_output(products: list[torch.Tensor], out: torch.Tensor, relu: boo
         left, right = out[:, r, :, 0], out[:, r, :, 1]
         torch.add(s[0], s[1], out=left).add_(s[2])
         torch.sub(s[1], s[2], out=right).sub_(s[3])
-    if relu:
-        out.relu_()
+    out.relu_()

@@ -35,7 +35,7 @@ def test_matches_the_convolution(batch, parts, out_channels, height, width, grou
     bias = torch.randn(out_channels) if with_bias else None
     tiles = winograd.band_rows(sum(parts), out_channels, height, width, 4) * (width // 2)
     with torch.inference_mode():
-        got = winograd_conv_relu(inputs, transform_weights(weight, tiles), bias, relu=True)
+        got = winograd_conv_relu(inputs, transform_weights(weight, tiles), bias)
     expected = reference(inputs, weight, bias)
     assert got.shape == expected.shape and got.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got.double(), expected, atol=2e-6, rtol=1e-5)
@@ -47,7 +47,7 @@ def test_plain_nchw_inputs_give_the_same_result():
     inputs = (torch.randn(1, 6, 8, 10), torch.randn(1, 2, 8, 10))  # contiguous NCHW, not channels-last
     weight, bias = torch.randn(5, 8, 3, 3) / 5, torch.randn(5)
     with torch.inference_mode():
-        got = winograd_conv_relu(inputs, transform_weights(weight, 20), bias, relu=True)
+        got = winograd_conv_relu(inputs, transform_weights(weight, 20), bias)
     torch.testing.assert_close(got.double(), reference(inputs, weight, bias), atol=2e-6, rtol=1e-5)
 
 
