@@ -91,9 +91,20 @@ def test_a_failing_batch_is_retried_one_by_one(fast_model, good_files, monkeypat
     assert "good2.png: not enough memory" in results[2].error
 
 
-def test_sequential_mode_gives_the_same_results(fast_model, good_files):
+def test_sequential_mode_gives_the_same_results(fast_model, good_files, monkeypatch):
     threaded = list(iter_remove_background(good_files, model=fast_model, batch_size=2, workers=3))
+    decoder_threads = set()
+    read_image = batch_module.read_image
+
+    def recording_read(source):
+        decoder_threads.add(threading.current_thread().name)
+        return read_image(source)
+
+    monkeypatch.setattr(batch_module, "read_image", recording_read)
     inline = list(iter_remove_background(good_files, model=fast_model, batch_size=2, workers=0))
+    assert len(threaded) == len(inline) == len(good_files)
+    assert decoder_threads == {threading.current_thread().name}, "workers=0 decodes in the calling thread"
+    assert all(result.ok for result in threaded + inline)
     for a, b in zip(threaded, inline):
         assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
 
