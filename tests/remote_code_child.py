@@ -87,6 +87,7 @@ check(all(mode == "L" for mode in report["mask_modes"]), "return_mask=True did n
 check(max(report["mask_max_diff"]) <= 1, "masks differ from the expected ones by more than 1 grey level")
 
 cutouts = pipe(images, batch_size=2, **size)
+check(isinstance(cutouts, list) and len(cutouts) == len(images), "batch_size=2 did not give one cutout per image")
 alphas = [np.asarray(cutout)[..., 3].astype(int) for cutout in cutouts]
 report["cutout_modes"] = [cutout.mode for cutout in cutouts]
 report["batched_alpha_vs_expected_max_diff"] = [int(np.abs(a - t).max()) for a, t in zip(alphas, expected)]

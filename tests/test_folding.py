@@ -27,7 +27,9 @@ def test_folding_preserves_outputs_and_marks_every_block():
         expected, got = reference(x), folded(x)
         assert not torch.equal(expected, torch.zeros_like(expected))
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
-        for a, b in zip(reference(x, side_outputs=True), folded(x, side_outputs=True)):
+        sides, folded_sides = reference(x, side_outputs=True), folded(x, side_outputs=True)
+        assert len(sides) == len(folded_sides) == 6
+        for a, b in zip(sides, folded_sides):
             torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
 
 

@@ -147,12 +147,15 @@ def test_device_is_honoured(checkpoint_dir):
     assert pipe.model.dtype == torch.float32
 
 
-def test_model_input_size_is_the_network_input(pipe, photos, monkeypatch):
+def test_model_input_size_is_the_network_input(pipe, photos):
     seen = []
-    pipe.model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
-    pipe(photos[0], return_mask=True, model_input_size=(32, 48))
-    pipe(photos[0], return_mask=True, model_input_size=40)
-    pipe(photos[0], return_mask=True)
+    handle = pipe.model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
+    try:
+        pipe(photos[0], return_mask=True, model_input_size=(32, 48))
+        pipe(photos[0], return_mask=True, model_input_size=40)
+        pipe(photos[0], return_mask=True)
+    finally:
+        handle.remove()
     assert seen == [(1, 3, 32, 48), (1, 3, 40, 40), (1, 3, 64, 64)]
 
 
@@ -210,6 +213,7 @@ def test_refinement_in_batches_equals_one_at_a_time(pipe, photos):
     options = {"threshold": 0.4, "keep_largest": True, "estimate_foreground": True}
     single = [as_int(pipe(photo, **options)) for photo in photos]
     batched = pipe(photos, batch_size=2, **options)
+    assert len(batched) == len(single) == len(photos)
     for got, expected in zip(batched, single):
         # Batching changes masks by float rounding only; a pixel at the threshold may flip.
         assert (np.abs(as_int(got)[..., 3] - expected[..., 3]) > 1).mean() < 0.01
