@@ -350,10 +350,24 @@ def test_loader_loads_a_checkpoint_from_the_folder(pack, models_dir, checkpoint_
     assert loaded.input_size == (1024, 1024)
 
 
-def test_loader_auto_device_outside_comfyui_is_rmbg_core_auto(pack, models_dir, checkpoint_file):
+def test_loader_auto_device_outside_comfyui_is_rmbg_core_auto(pack, models_dir, checkpoint_file, monkeypatch):
+    """With a (faked) GPU present, "auto" must pick it, so the choice shows on a CPU-only machine too;
+    the load itself is recorded and done on the CPU."""
+    assert not pack.nodes.comfy_runtime.in_comfyui()
     (models_dir / "mine.safetensors").symlink_to(checkpoint_file)
+    loader = sys.modules[f"{pack.__name__}.nodes.load_model"]
+    load_model, requested = loader.load_model, []
+
+    def recording_load(path, device, dtype):
+        requested.append((device, dtype))
+        return load_model(path, device="cpu", dtype="float32")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(loader, "load_model", recording_load)
     (loaded,) = pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]().load("mine.safetensors", "auto", "auto")
-    assert loaded.model.device.type == pack.rmbg_core.runtime.resolve_device("auto").type
+    assert pack.rmbg_core.runtime.resolve_device("auto") == torch.device("cuda")
+    assert requested == [(torch.device("cuda"), torch.float16)]
+    assert loaded.model.source == str(models_dir / "mine.safetensors")
 
 
 def test_loader_missing_file_names_the_folder(pack, models_dir):
