@@ -64,16 +64,20 @@ def test_wide_grey_modes(mode, scale):
     np.testing.assert_allclose(image.pixels[0, :, 1].numpy(), raw[0] / scale, atol=1e-6)
 
 
-def test_exif_orientation_is_applied(tmp_path):
+@pytest.mark.parametrize("opened", [False, True], ids=["path", "pil_image"])
+def test_exif_orientation_is_applied(tmp_path, opened):
     photo = Image.new("RGB", (40, 20), (255, 0, 0))
     photo.paste((0, 0, 255), (0, 0, 20, 20))  # left half blue
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     photo.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
-    image = read_image(tmp_path / "rotated.jpg")
+    source = Image.open(io.BytesIO((tmp_path / "rotated.jpg").read_bytes())) if opened else tmp_path / "rotated.jpg"
+    image = read_image(source)
     assert image.size == (40, 20)  # (height, width) after rotation
     top = image.pixels[2, 10].tolist()
     assert top[2] > 200 and top[0] < 60  # the blue half is now on top
+    if opened:
+        assert source.size == (40, 20), "the caller's PIL image is not rotated in place"
 
 
 def test_bytes_and_file_objects(tmp_path):
