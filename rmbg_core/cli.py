@@ -230,7 +230,8 @@ def stdout_failed(summary: Summary, reason: str, json_summary: bool) -> int:
 def discard_stdout() -> None:
     """Point stdout at the null device after a failed write, so the interpreter's last flush cannot fail again.
 
-    (Python's advice for BrokenPipeError; otherwise "Exception ignored ... BrokenPipeError" is printed at exit.)
+    Python's advice for BrokenPipeError: data still buffered would be flushed at exit and print "Exception
+    ignored ... BrokenPipeError" (CPython 3.11 drops the buffer of a failed flush; this does not rely on it).
     """
     with suppress(OSError, ValueError):  # no file descriptor (a replaced sys.stdout): nothing to protect
         descriptor = sys.stdout.fileno()

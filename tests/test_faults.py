@@ -23,6 +23,7 @@ from PIL import Image
 from rmbg_core.cli import build_parser, main
 from rmbg_core.files import PART_SUFFIX, write_atomic
 from rmbg_core.jobs import plan_job
+from rmbg_core.report import one_line
 
 from conftest import REPO
 
@@ -292,6 +293,10 @@ def test_repeated_signals_end_in_130_with_no_traceback_and_no_temp_file(fixture_
     code, _, err = finish(process)
     assert_no_traceback(err)
     assert code == 130, err
+    if moment == "mid-job":  # the clean-up ran to its end: the summary is the last line
+        assert err.splitlines()[-1].endswith("; interrupted: rerun the same command to resume"), err
+    else:
+        assert err.splitlines()[-1] == "rmbg: interrupted", err
     written = list(out.glob("*.png")) if out.exists() else []
     assert len(written) < 10 and parts(tmp_path) == []
     assert_images(written)
@@ -308,7 +313,7 @@ def closed_pipe() -> int:
 @posix_only
 @pytest.mark.parametrize("fault", ["broken pipe", "/dev/full", "closed"])
 def test_stdout_faults_are_one_error_line(fixture_dir, tmp_path, fault):
-    image = photo(tmp_path / "in.png").read_bytes()
+    image = photo(tmp_path / "in.png", 12, 16).read_bytes()  # its output fits in stdout's buffer: the exit flush fails too
     if fault == "broken pipe":
         stdout = closed_pipe()
         process = rmbg(fixture_dir, "-", stdin=subprocess.PIPE, stdout=stdout)
@@ -351,6 +356,10 @@ def test_control_characters_in_names_are_escaped_one_line_each(fixture_dir, real
     assert capsys.readouterr().err.splitlines() == [
         "rmbg: error: no\\nsuch.pth: no such checkpoint file or folder (nor a Hugging Face repo id like "
         "'briaai/RMBG-1.4')"]
+
+
+def test_one_line_escapes_every_control_character():
+    assert one_line("a\nb\r\t\x00\x1b[31m\x7f\x85\u2028é ok") == "a\\nb\\r\\t\\x00\\x1b[31m\\x7f\\x85\\u2028é ok"
 
 
 # --input-size ---------------------------------------------------------------------------------------------
