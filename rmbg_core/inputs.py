@@ -66,7 +66,7 @@ def find_images(arguments: Sequence[str | os.PathLike], *, recursive: bool = Fal
                 images = [FoundImage(path, Path(path.name))]
             elif glob.has_magic(text):
                 images = list(_expand_glob(text, recursive, excluded, found.problems))
-                if not images:
+                if not images and len(found.problems) == problems_before:
                     found.problems.append((text, "no image files match this pattern"))
             else:
                 found.problems.append((text, "no such file or folder"))
