@@ -1,7 +1,9 @@
-"""The ``rmbg`` command and ``python -m rmbg_core``: CPU runtime defaults first, then the CLI.
+"""The ``rmbg`` command and ``python -m rmbg_core``: signal handling and CPU runtime defaults first, then the CLI.
 
 The defaults (:mod:`rmbg_core.cpu_settings`) only take effect before torch is imported, and only a
 program that owns its process should set them, so they are applied here and not on ``import rmbg_core``.
+The stop signals are handled from here on too (:mod:`rmbg_core.interrupts`), so a Ctrl-C while torch
+and the model load is as clean as one during the job.
 """
 
 from __future__ import annotations
@@ -10,14 +12,19 @@ import sys
 from typing import Sequence
 
 from .cpu_settings import apply_cpu_defaults
+from .interrupts import run_program
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Apply the CPU defaults, then run :func:`rmbg_core.cli.main`; returns its exit code."""
-    apply_cpu_defaults()
-    from .cli import main as run_cli
+    """Run :func:`rmbg_core.cli.main` as the process (see :func:`interrupts.run_program`); returns its exit code."""
 
-    return run_cli(argv)
+    def run() -> int:
+        apply_cpu_defaults()
+        from .cli import main as run_cli
+
+        return run_cli(argv)
+
+    return run_program(run)
 
 
 if __name__ == "__main__":

@@ -8,24 +8,29 @@ helpers so every subcommand spells them the same way.
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import io
-import signal
+import os
 import sys
-import threading
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .batch import iter_remove_background
 from .compose import parse_color
 from .errors import RMBGError
+from .files import check_writable_folder
+from .interrupts import EXIT_INTERRUPTED, interrupt_guard, run_program
 from .jobs import OUTPUT_FORMATS, Failure, OutputFormat, Summary, plan_job, run_tasks
 from .model import RMBGModel, load_model
+from .processing import MODEL_INPUT_SIZE
 from .refine import Refinement, option_help
-from .report import Reporter
+from .report import Reporter, print_message
 from .version import __version__
 from .weights import DEFAULT_SOURCE
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 Command = Callable[[argparse.Namespace], int]
 STDIN = "-"
 
@@ -52,6 +57,15 @@ def _int_at_least(text: str, low: int) -> int:
     return value
 
 
+def input_size(text: str) -> tuple[int, int]:
+    """``--input-size``: ``N`` (a square) or ``HxW``, as (height, width)."""
+    parts = text.lower().split("x")
+    if len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N or HxW (e.g. 1024 or 768x1024)")
+    sizes = [_int_at_least(part, 1) for part in parts]
+    return sizes[0], sizes[-1]
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model / --device / --dtype, as ``load_model`` takes them."""
     group = parser.add_argument_group("model")
@@ -61,6 +75,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto)")
     group.add_argument("--dtype", default="auto",
                        help="auto (float16 on CUDA, else float32), float32, float16 or bfloat16 (default: auto)")
+    group.add_argument("--input-size", type=input_size, default=MODEL_INPUT_SIZE, metavar="N|HxW",
+                       help="network input size (default: 1024, the model card's, the only size that reproduces "
+                            "its masks; smaller is faster and coarser)")
 
 
 def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +103,14 @@ def edge_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def model_from(args: argparse.Namespace) -> RMBGModel:
-    return load_model(args.model, device=args.device, dtype=args.dtype)
+    """The model the options name, predicting at ``--input-size``."""
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    if tuple(args.input_size) == MODEL_INPUT_SIZE:
+        return model
+    # The batch iterator has no input size of its own: a shallow copy (same network) whose predict has it.
+    sized = copy.copy(model)
+    sized.predict = functools.partial(model.predict, input_size=tuple(args.input_size))  # type: ignore[method-assign]
+    return sized
 
 
 def add_remove_command(subparsers: Any) -> None:
@@ -135,6 +159,8 @@ def run_remove(args: argparse.Namespace) -> int:
     reporter = Reporter(sys.stderr)
     plan = plan_job(args.inputs, out_dir, suffix=output_format.suffix, recursive=args.recursive,
                     overwrite=args.overwrite)
+    if plan.tasks:
+        check_output_folder(out_dir)
     summary = Summary(skipped=len(plan.skipped), failures=list(plan.failures))
     for note in plan.notes:
         reporter.note(note)
@@ -150,30 +176,77 @@ def run_remove(args: argparse.Namespace) -> int:
     return exit_code(summary)
 
 
+def check_output_folder(out_dir: Path) -> None:
+    """Fail at once, before the model loads, if outputs cannot be written to (or below) ``out_dir``."""
+    try:
+        check_writable_folder(out_dir)
+    except OSError as exc:
+        raise UsageError(f"{out_dir}: cannot write outputs to this folder ({exc.strerror or exc})") from None
+
+
 def remove_stream(args: argparse.Namespace, output_format: OutputFormat, edges: dict[str, Any]) -> int:
-    """``rmbg remove -``: one image from stdin, the result to stdout; messages stay on stderr."""
+    """``rmbg remove -``: one image from stdin, the result to stdout; messages stay on stderr.
+
+    A closed, full or broken stdout is one ``rmbg: error:`` line and exit code 1.
+    """
     if len(args.inputs) > 1:
         raise UsageError("'-' (stdin) cannot be combined with other inputs")
     if args.output_dir is not None:
         raise UsageError("'-' writes its result to stdout; drop -o/--output-dir")
+    if sys.stdin is None:
+        raise UsageError("'-' reads the image on stdin, which is closed")
+    summary = Summary()
+    if sys.stdout is None:
+        return stdout_failed(summary, "stdout is closed", args.json)
     if sys.stdout.isatty():
         raise UsageError("refusing to write image data to a terminal; redirect stdout to a file or a pipe")
     source = io.BytesIO(sys.stdin.buffer.read())
     source.name = "<stdin>"
-    summary = Summary()
     reporter = Reporter(sys.stderr)
     result = next(iter_remove_background([source], model=model_from(args), return_mask=args.mask_only,
                                          background=args.background, **edges, workers=0))
-    if result.ok:
-        sys.stdout.buffer.write(output_format.encode(result.image))
-        sys.stdout.buffer.flush()
-        summary.written = 1
-    else:
+    if not result.ok:
         summary.failures.append(Failure(source.name, result.error))
         reporter.failed(result.error)
+        return finish_stream(summary, args.json)
+    try:
+        sys.stdout.buffer.write(output_format.encode(result.image))
+        sys.stdout.buffer.flush()
+    except OSError as exc:  # EPIPE (the reader is gone), ENOSPC (/dev/full), EIO...
+        discard_stdout()
+        return stdout_failed(summary, exc.strerror or str(exc), args.json)
+    summary.written = 1
+    return finish_stream(summary, args.json)
+
+
+def stdout_failed(summary: Summary, reason: str, json_summary: bool) -> int:
+    """Report that the result could not go to stdout (one ``rmbg: error:`` line) and finish the run."""
+    message = f"cannot write the result to stdout ({reason})"
+    summary.failures.append(Failure("<stdout>", message))
+    print_message(f"error: {message}", sys.stderr)
+    return finish_stream(summary, json_summary)
+
+
+def discard_stdout() -> None:
+    """Point stdout at the null device after a failed write, so the interpreter's last flush cannot fail again.
+
+    Python's advice for BrokenPipeError: data still buffered would be flushed at exit and print "Exception
+    ignored ... BrokenPipeError" (CPython 3.11 drops the buffer of a failed flush; this does not rely on it).
+    """
+    with suppress(OSError, ValueError):  # no file descriptor (a replaced sys.stdout): nothing to protect
+        descriptor = sys.stdout.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, descriptor)
+        finally:
+            os.close(null)
+
+
+def finish_stream(summary: Summary, json_summary: bool) -> int:
+    """End a ``-`` run: the JSON summary on stderr if asked for, and the exit code."""
     summary.finish()
-    if args.json:
-        reporter.summary(summary, sys.stderr)
+    if json_summary:
+        Reporter(sys.stderr).summary(summary, sys.stderr)
     return exit_code(summary)
 
 
@@ -213,7 +286,7 @@ def run_export(args: argparse.Namespace) -> int:
     from .export import export_model
 
     written = export_model(args.model, args.out_dir, overwrite=args.overwrite, revision=args.revision)
-    print(f"rmbg: exported {args.model} to {args.out_dir} ({len(written)} files)")
+    print_message(f"exported {args.model} to {args.out_dir} ({len(written)} files)", sys.stdout)
     return EXIT_OK
 
 
@@ -241,30 +314,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return EXIT_USAGE
-    previous = _interrupt_on_sigterm()
-    try:
-        return handler(args)
-    except RMBGError as exc:
-        print(f"rmbg: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("rmbg: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt_on_sigterm() -> Any:
-    """Make SIGTERM (cron/CI timeouts, ``kill``) stop a run like Ctrl-C, so it cleans up; returns the old handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, interrupt)
+    # SIGTERM (cron/CI timeouts, ``kill``) stops a run like Ctrl-C; later signals cannot cut its clean-up short.
+    with interrupt_guard() as guard:
+        try:
+            if guard.received:  # a signal came while the command started and its interrupt got lost there
+                raise KeyboardInterrupt
+            code = handler(args)
+        except RMBGError as exc:
+            print_message(f"error: {exc}", sys.stderr)
+            code = EXIT_USAGE
+        except KeyboardInterrupt:
+            print_message("interrupted", sys.stderr)
+            code = EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED if guard.received else code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_program(main))

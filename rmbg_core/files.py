@@ -1,21 +1,30 @@
 """Atomic file writing: an output is either absent or complete, never truncated (Ctrl-C, crash, full disk).
 
-Data goes to a hidden temp file in the target's folder (``.<name>.<random>.rmbg-part``), is fsynced, then
-``os.replace``-d onto the target. The temp file is removed on any error or interrupt; one left behind by
-a hard kill (SIGKILL, power loss) is never taken for an output, and is removed by the next write of the
-same target.
+Data goes to a hidden temp file in the target's folder (``.<name>.<pid>-<random>.rmbg-part``, ``pid`` the
+writer's process id), is fsynced, then ``os.replace``-d onto the target. The temp file is removed on any
+error or interrupt; one left behind by a hard kill (SIGKILL, power loss) is never taken for an output, and
+is removed by the next write of the same target once it is provably stale: its writer is no longer
+running, or it is older than :data:`STALE_AFTER_SECONDS`. A live writer's temp file (another run writing
+the same folder at the same time) is never touched.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
+import re
 import secrets
+import time
 from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 PART_SUFFIX = ".rmbg-part"
+# A temp file untouched this long is stale whoever wrote it (a reused pid, or a writer on another machine);
+# one output is written in seconds, so this is generous.
+STALE_AFTER_SECONDS = 3600.0
+_PART_OWNER = re.compile(r"\.(\d+)-[0-9a-f]+" + re.escape(PART_SUFFIX) + r"$")
 
 
 def part_pattern(target: Path) -> str:
@@ -24,10 +33,36 @@ def part_pattern(target: Path) -> str:
 
 
 def remove_stale_parts(target: Path) -> None:
-    """Delete temp files left for ``target`` by an earlier run that was killed mid-write."""
-    for stale in glob.glob(part_pattern(target)):
-        with suppress(FileNotFoundError):
-            os.unlink(stale)
+    """Delete the temp files of ``target`` that a killed writer left (see :func:`is_stale_part`)."""
+    for part in glob.glob(part_pattern(target)):
+        if is_stale_part(Path(part)):
+            with suppress(FileNotFoundError):
+                os.unlink(part)
+
+
+def is_stale_part(part: Path, now: float | None = None) -> bool:
+    """True when no live writer can own ``part``: its pid (in the name) is not running, or it is old."""
+    try:
+        age = (time.time() if now is None else now) - part.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age > STALE_AFTER_SECONDS:
+        return True
+    owner = _PART_OWNER.search(part.name)
+    return owner is not None and not process_exists(int(owner.group(1)))
+
+
+def process_exists(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine; assumed so where that cannot be asked (Windows)."""
+    if os.name != "posix" or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, and belongs to another user
+        return True
+    return True
 
 
 def write_atomic(target: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
@@ -52,10 +87,31 @@ def write_atomic(target: str | os.PathLike, write: Callable[[BinaryIO], None]) -
     _sync_folder(target.parent)
 
 
-def _create_part(target: Path) -> tuple[Path, BinaryIO]:
-    """A new, exclusively created temp file next to ``target`` (mode 0o666 minus umask)."""
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """Raise ``OSError`` unless files can be written in ``folder``, or ``folder`` can be created.
+
+    Permission bits do not tell (root, ACLs, read-only mounts), so a probe file is really created and removed:
+    in ``folder``, or, if it does not exist yet, in its nearest existing parent, where it would be made.
+    Leaves nothing behind (no folder is created).
+    """
+    existing = Path(os.path.abspath(folder))
     while True:
-        temp = target.parent / f".{target.name}.{secrets.token_hex(4)}{PART_SUFFIX}"
+        try:
+            os.stat(existing)
+            break
+        except FileNotFoundError:
+            existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fspath(existing))
+    probe, handle = _create_part(existing / ".rmbg-write-check")
+    handle.close()
+    os.unlink(probe)
+
+
+def _create_part(target: Path) -> tuple[Path, BinaryIO]:
+    """A new, exclusively created temp file next to ``target`` (mode 0o666 minus umask), named for this process."""
+    while True:
+        temp = target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}"
         try:
             descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         except FileExistsError:

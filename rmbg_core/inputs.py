@@ -4,6 +4,7 @@ Every image comes with the relative path its output takes below the output folde
 with ``recursive``, its path below the folder (or a glob's fixed prefix) it was found under. Folders and
 globs yield image files only (by extension) and skip hidden entries (dot-names: temp files, ``.git``);
 a file named explicitly is always taken, whatever its name, so a bad one is reported rather than ignored.
+A subfolder that cannot be listed (no permission) is a problem of its own; its siblings are still found.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class FoundImage:
 
 @dataclass
 class Discovery:
-    """What the arguments named: images in order, arguments that named nothing, and image-less folders."""
+    """What the arguments named: images in order, (argument or folder, reason) for those that named nothing
+    or could not be listed, and image-less folders."""
 
     images: list[FoundImage] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -54,16 +56,17 @@ def find_images(arguments: Sequence[str | os.PathLike], *, recursive: bool = Fal
     for argument in arguments:
         text = os.fspath(argument)
         path = Path(text)
+        problems_before = len(found.problems)
         try:
             if path.is_dir():
-                images = list(_scan_folder(path, path, recursive, excluded))
-                if not images:
+                images = list(_scan_folder(path, path, recursive, excluded, found.problems))
+                if not images and len(found.problems) == problems_before:
                     found.empty_folders.append(text)
             elif path.exists():
                 images = [FoundImage(path, Path(path.name))]
             elif glob.has_magic(text):
-                images = list(_expand_glob(text, recursive, excluded))
-                if not images:
+                images = list(_expand_glob(text, recursive, excluded, found.problems))
+                if not images and len(found.problems) == problems_before:
                     found.problems.append((text, "no image files match this pattern"))
             else:
                 found.problems.append((text, "no such file or folder"))
@@ -79,18 +82,28 @@ def find_images(arguments: Sequence[str | os.PathLike], *, recursive: bool = Fal
     return found
 
 
-def _scan_folder(folder: Path, base: Path, recursive: bool, excluded: str | None) -> Iterable[FoundImage]:
-    """Image files in ``folder`` (and below, if ``recursive``), sorted, with paths relative to ``base``."""
+def _scan_folder(folder: Path, base: Path, recursive: bool, excluded: str | None,
+                 problems: list[tuple[str, str]]) -> Iterable[FoundImage]:
+    """Image files in ``folder`` (and below, if ``recursive``), sorted, with paths relative to ``base``.
+
+    A folder that cannot be listed (``folder`` or one below) is added to ``problems`` and the rest goes on.
+    """
+
+    def skip_unlistable(error: OSError) -> None:
+        problems.append((os.fspath(error.filename or folder), f"cannot list it ({error.strerror or error})"))
+
     if not recursive:
-        for entry in sorted(folder.iterdir()):
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError as error:
+            skip_unlistable(error)
+            return
+        for entry in entries:
             if entry.is_file() and is_image_file(entry):
                 yield FoundImage(entry, Path(entry.name))
         return
 
-    def raise_error(error: OSError) -> None:
-        raise error
-
-    for root, folders, files in os.walk(folder, onerror=raise_error):
+    for root, folders, files in os.walk(folder, onerror=skip_unlistable):
         folders[:] = sorted(name for name in folders
                             if not name.startswith(".") and os.path.realpath(os.path.join(root, name)) != excluded)
         for name in sorted(files):
@@ -99,7 +112,8 @@ def _scan_folder(folder: Path, base: Path, recursive: bool, excluded: str | None
                 yield FoundImage(entry, entry.relative_to(base))
 
 
-def _expand_glob(pattern: str, recursive: bool, excluded: str | None) -> Iterable[FoundImage]:
+def _expand_glob(pattern: str, recursive: bool, excluded: str | None,
+                 problems: list[tuple[str, str]]) -> Iterable[FoundImage]:
     """Image files matching ``pattern`` (``**`` spans folders); matched folders are scanned like arguments."""
     base = _fixed_prefix(pattern)
     for match in sorted(glob.glob(pattern, recursive=True)):
@@ -107,7 +121,7 @@ def _expand_glob(pattern: str, recursive: bool, excluded: str | None) -> Iterabl
         if excluded is not None and _is_within(path, excluded):
             continue
         if path.is_dir():
-            yield from _scan_folder(path, base, recursive, excluded)
+            yield from _scan_folder(path, base, recursive, excluded, problems)
         elif path.is_file() and is_image_file(path):
             yield FoundImage(path, path.relative_to(base) if recursive else Path(path.name))
 

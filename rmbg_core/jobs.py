@@ -14,7 +14,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from PIL import Image
 
@@ -134,21 +134,25 @@ def plan_outputs(images: Sequence[FoundImage], out_dir: str | os.PathLike, suffi
     """Give every image its output ``out_dir/<relative folder>/<stem><suffix>`` and decide what to do.
 
     Two inputs with one output name (``a.jpg`` and ``a.png``) would overwrite each other: the later is a
-    failure. An output that is the input file itself is refused rather than destroyed.
+    failure. An output that is any input of the job (itself or another; through symlinks, ``..`` or a
+    hard link) is a failure too, whatever ``overwrite`` says: inputs are never replaced.
     """
     plan = Plan()
+    inputs = InputFiles(image.path for image in images)
     claimed: dict[str, Path] = {}
     for image in images:
         output = Path(out_dir) / image.relative.with_name(image.relative.stem + suffix)
-        key = os.path.normcase(os.path.abspath(output))
+        key = _real_path(output)
         if key in claimed:
             plan.failures.append(Failure(str(image.path), f"{image.path}: output {output} is already the output "
                                          f"of {claimed[key]}; rename one (or use --recursive for nested folders)"))
             continue
         claimed[key] = image.path
-        if output.exists() and _same_file(output, image.path):
-            plan.failures.append(Failure(str(image.path), f"{image.path}: the output would replace the input "
-                                         "itself; choose another output folder"))
+        replaced = inputs.find(output)
+        if replaced is not None:
+            which = "itself" if replaced == image.path else str(replaced)
+            plan.failures.append(Failure(str(image.path), f"{image.path}: the output {output} would replace the "
+                                         f"input {which}; choose another output folder"))
         elif output.exists() and not overwrite:
             plan.skipped.append(Task(image.path, output))
         else:
@@ -221,8 +225,34 @@ def _write(image: Image.Image, output: Path, output_format: OutputFormat) -> str
     return None
 
 
-def _same_file(first: Path, second: Path) -> bool:
+class InputFiles:
+    """The input files of a job, found by real path (symlinks and ``..`` resolved) or file identity (hard links)."""
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self.by_path: dict[str, Path] = {}
+        self.by_identity: dict[tuple[int, int], Path] = {}
+        for path in paths:
+            self.by_path.setdefault(_real_path(path), path)
+            identity = _file_identity(path)
+            if identity is not None:
+                self.by_identity.setdefault(identity, path)
+
+    def find(self, path: Path) -> Path | None:
+        """The input that ``path`` is (the same file under any name), or None."""
+        found = self.by_path.get(_real_path(path))
+        if found is None:
+            identity = _file_identity(path)
+            found = self.by_identity.get(identity) if identity is not None else None
+        return found
+
+
+def _real_path(path: Path) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
     try:
-        return os.path.samefile(first, second)
+        stat = os.stat(path)
     except OSError:
-        return False
+        return None
+    return stat.st_dev, stat.st_ino

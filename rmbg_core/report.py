@@ -1,14 +1,39 @@
 """What a CLI job tells its user on stderr: a progress bar on a terminal (nothing when piped or logged),
-one line per failed input, notes, and the closing summary (a line, or JSON for scripts)."""
+one line per failed input, notes, and the closing summary (a line, or JSON for scripts).
+
+Every message is one line: control characters in it (a newline or an escape sequence in a file name)
+are printed escaped, as ``\\n`` or ``\\x1b``. The JSON summary keeps the real names (JSON escapes them).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import IO, Optional
 
 from tqdm import tqdm
 
 from .jobs import Summary, Task
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character escaped (``\\n``, ``\\x1b``, ``\\u2028``), so it prints as one line."""
+    return _CONTROL.sub(lambda match: _escape(match.group()), text)
+
+
+def _escape(character: str) -> str:
+    code = ord(character)
+    return _NAMED_ESCAPES.get(character) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def print_message(message: str, stream: IO[str]) -> None:
+    """Print ``rmbg: <message>`` as one line on ``stream`` (outside a progress bar)."""
+    stream.write(f"rmbg: {one_line(message)}\n")
+    stream.flush()
 
 
 class Reporter:
@@ -23,10 +48,10 @@ class Reporter:
                         disable=not _is_terminal(self.stream))
 
     def failed(self, message: str) -> None:
-        tqdm.write(f"rmbg: failed: {message}", file=self.stream)
+        self.note(f"failed: {message}")
 
     def note(self, message: str) -> None:
-        tqdm.write(f"rmbg: {message}", file=self.stream)
+        tqdm.write(f"rmbg: {one_line(message)}", file=self.stream)
 
     def done(self, task: Task, error: str | None) -> None:
         if error is not None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
+import time
 
 import pytest
 
-from rmbg_core.files import PART_SUFFIX, write_atomic
+from rmbg_core.files import PART_SUFFIX, STALE_AFTER_SECONDS, write_atomic
 
 
 def leftovers(folder):
@@ -49,15 +52,39 @@ def test_a_failed_rewrite_keeps_the_old_file(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_a_part_left_by_a_killed_run_is_removed_by_the_next_write(tmp_path):
+def dead_pid():
+    """The pid of a process that has exited (and was reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.skipif(os.name != "posix", reason="asks POSIX whether the writing process runs")
+def test_only_provably_stale_parts_are_removed_by_the_next_write(tmp_path):
+    """A part whose writer is dead, or that is older than the bound, goes; a live writer's part stays."""
     target = tmp_path / "out.png"
-    stale = tmp_path / f".out.png.1a2b3c4d{PART_SUFFIX}"
-    stale.write_bytes(b"cut")
-    other = tmp_path / f".other.png.1a2b3c4d{PART_SUFFIX}"
-    other.write_bytes(b"belongs to another output")
+    dead = tmp_path / f".out.png.{dead_pid()}-1a2b3c4d{PART_SUFFIX}"
+    live = tmp_path / f".out.png.{os.getpid()}-1a2b3c4d{PART_SUFFIX}"
+    old = tmp_path / f".out.png.{os.getpid()}-5e6f7a8b{PART_SUFFIX}"
+    unowned = tmp_path / f".out.png.1a2b3c4d{PART_SUFFIX}"  # no pid in the name: only age tells
+    other = tmp_path / f".other.png.{dead_pid()}-1a2b3c4d{PART_SUFFIX}"
+    for part in (dead, live, old, unowned, other):
+        part.write_bytes(b"cut")
+    hours_ago = time.time() - STALE_AFTER_SECONDS - 60
+    os.utime(old, (hours_ago, hours_ago))
     write_atomic(target, lambda handle: handle.write(b"full"))
-    assert not stale.exists() and other.exists()
+    assert not dead.exists() and not old.exists()
+    assert live.exists() and unowned.exists() and other.exists()
     assert target.read_bytes() == b"full"
+    os.utime(unowned, (hours_ago, hours_ago))
+    write_atomic(target, lambda handle: handle.write(b"again"))
+    assert not unowned.exists() and live.exists()
+
+
+def test_temp_names_carry_the_writer_pid(tmp_path):
+    seen = []
+    write_atomic(tmp_path / "out.png", lambda handle: seen.extend(leftovers(tmp_path)))
+    assert len(seen) == 1 and seen[0].startswith(f".out.png.{os.getpid()}-") and seen[0].endswith(PART_SUFFIX)
 
 
 def test_permissions_follow_the_umask(tmp_path):
