@@ -20,6 +20,7 @@ from .compose import parse_color
 from .errors import RMBGError
 from .jobs import OUTPUT_FORMATS, Failure, OutputFormat, Summary, plan_job, run_tasks
 from .model import RMBGModel, load_model
+from .options import count_problem
 from .refine import Refinement, option_help
 from .report import Reporter
 from .version import __version__
@@ -47,8 +48,9 @@ def _int_at_least(text: str, low: int) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+    problem = count_problem(value, low)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 

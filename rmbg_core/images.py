@@ -88,7 +88,7 @@ def as_tensor(data: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
     """Image data as a plain (dense, detached) tensor, sharing the array's memory where torch can.
 
     numpy views torch cannot wrap (negative strides from ``img[..., ::-1]`` or ``np.fliplr``, strides
-    that are not a multiple of the item size, big-endian data) are copied; dtypes no image has (object,
+    that are not a multiple of the item size, big-endian or read-only data) are copied; dtypes no image has (object,
     structured, complex, strings, signed ints...) and tensors without plain data (sparse, nested, meta)
     are an :class:`InputError`.
     """
@@ -98,8 +98,8 @@ def as_tensor(data: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
                 or (dtype.kind == "f" and dtype.itemsize <= 8)):
             raise InputError(f"{name}: unsupported dtype {dtype}; {DTYPE_HINT}")
         data = _native_byte_order(data)
-        if any(stride < 0 or stride % data.itemsize for stride in data.strides):
-            data = np.ascontiguousarray(data)
+        if not data.flags.writeable or any(stride < 0 or stride % data.itemsize for stride in data.strides):
+            data = np.array(data, order="C")  # torch warns on read-only memory (np.asarray of a PIL image)
         return torch.from_numpy(data)
     if data.is_nested:
         raise InputError(f"{name}: nested tensors are not supported; pass one tensor per image")
