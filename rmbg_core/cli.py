@@ -205,16 +205,20 @@ def add_export_command(subparsers: Any) -> None:
     export.add_argument("--model", default=DEFAULT_SOURCE,
                         help="checkpoint: hub repo id, folder or file (default: %(default)s)")
     export.add_argument("--revision", help="hub revision of --model")
-    export.add_argument("--overwrite", action="store_true", help="replace files already in OUT_DIR")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an export already in OUT_DIR (other files there are kept)")
     export.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if missing)")
     export.set_defaults(handler=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
     """``rmbg export``: write the hub-ready folder and say what was written."""
-    from .export import export_model
+    from .export import ExportExistsError, export_model
 
-    written = export_model(args.model, args.out_dir, overwrite=args.overwrite, revision=args.revision)
+    try:
+        written = export_model(args.model, args.out_dir, overwrite=args.overwrite, revision=args.revision)
+    except ExportExistsError as exc:
+        raise UsageError(f"{exc.problem}; pass --overwrite to replace it") from None
     print(f"rmbg: exported {args.model} to {args.out_dir} ({len(written)} files)")
     return EXIT_OK
 
