@@ -207,7 +207,8 @@ foreground (blur-fusion), and these mask refinements run, in this order, before 
 
 {refinements}
 
-Bad values raise `OptionError` (a `ValueError`) before any image is read.
+Bad values raise `OptionError` before any image is read. Every error this code raises on purpose
+(`InputError` for an unreadable image, `OptionError`, ...) is a `ValueError`: catch `ValueError`.
 
 The model alone:
 

@@ -354,7 +354,8 @@ def test_cli_export(tmp_path, checkpoint_file, capsys):
     assert main(["export", "--model", str(checkpoint_file), str(out)]) == 2
     err = capsys.readouterr().err
     files = len(list(out.iterdir()))
-    assert err == f"rmbg: error: {out}: folder exists and holds an export ({files} files); pass --overwrite to replace it\n"
+    assert err == (f"rmbg: error: {out}: folder exists and holds an export ({files} files); "
+                   "pass --overwrite to replace it\n")
     assert main(["export", "--model", str(tmp_path / "nothing.safetensors"), str(tmp_path / "x")]) == 2
     assert "nothing.safetensors: no such checkpoint" in capsys.readouterr().err
 
@@ -471,6 +472,9 @@ def test_remote_code_with_random_weights(exported, checkpoint_file, random_model
     assert report["mask_max_diff"] == [0, 0, 0]
     assert report["variant_max_diff"] == {name: [0, 0, 0] for name in VARIANTS}
     assert report["bad_option"].startswith("OptionError: feather must be a sigma in pixels")
+    assert report["user_errors"] == {"missing_image": "InputError", "object_array": "InputError",
+                                     "bad_option": "OptionError", "bad_checkpoint": "CheckpointError",
+                                     "hub_offline": "HubAccessError"}, "every user error is an exported ValueError"
     cached = {p.name for p in (tmp_path / "modules").rglob("*.py")}
     assert {"refine.py", "components.py", "foreground.py"} <= cached
 
