@@ -78,13 +78,13 @@ def export_model(source: str | os.PathLike = DEFAULT_SOURCE, out_dir: str | os.P
     with ``overwrite=True``; its other entries (``.git``, your own files) are kept. Returns the paths written.
     """
     out = Path(out_dir).expanduser()
+    code = flatten(ENTRY_MODULES)
+    names = [*code, "config.json", WEIGHTS_NAME, "README.md"]
+    check_target(out, names, overwrite)
     checkpoint = locate_checkpoint(source, revision=revision, token=token, cache_dir=cache_dir,
                                    local_files_only=local_files_only)
     network = build_network(read_state_dict(checkpoint), torch.float32, source=os.fspath(checkpoint))
     state = {key: value.contiguous() for key, value in network.state_dict().items()}
-    code = flatten(ENTRY_MODULES)
-    names = [*code, "config.json", WEIGHTS_NAME, "README.md"]
-    check_target(out, names, overwrite)
 
     def write(folder: Path) -> None:
         for name, text in code.items():
@@ -107,9 +107,15 @@ def export_model(source: str | os.PathLike = DEFAULT_SOURCE, out_dir: str | os.P
 
 
 def check_target(out: Path, names: list[str], overwrite: bool) -> None:
-    """Refuse an ``out`` that is not a folder, or (without ``overwrite``) one holding files an export writes."""
+    """Refuse an ``out`` that is not a folder, holds the current folder (which the swap would move away
+    under the user's shell), or (without ``overwrite``) holds files an export writes."""
     if out.exists() and not out.is_dir():
         raise RMBGError(f"{out}: exists and is not a folder")
+    with suppress(OSError):
+        here, target = Path.cwd().resolve(), out.resolve()
+        if out.is_dir() and (here == target or target in here.parents):
+            raise RMBGError(f"{out}: is the current folder (or holds it); the export replaces the folder whole, "
+                            "so run this from outside it")
     if overwrite or not out.is_dir():
         return
     try:

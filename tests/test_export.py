@@ -7,6 +7,7 @@ this project, offline, with a private transformers modules cache.
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -229,6 +230,16 @@ def test_a_folder_without_an_export_is_added_to(tmp_path, checkpoint_file):
     with pytest.raises(RMBGError, match=r"own: folder exists and holds files an export would replace "
                                         r"\(README.md\); pass overwrite=True"):
         export_model(checkpoint_file, tmp_path / "own")
+
+
+def test_the_current_folder_is_refused(tmp_path, checkpoint_file, monkeypatch):
+    """Swapping the folder a shell stands in would leave that shell in a deleted folder: one clear error."""
+    (tmp_path / "clone" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "clone" / "sub")
+    for target in (".", ".."):
+        with pytest.raises(RMBGError, match=rf"^{re.escape(target)}: is the current folder \(or holds it\)"):
+            export_model(checkpoint_file, target, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clone"]
 
 
 def fail_midway(monkeypatch, where, error):
