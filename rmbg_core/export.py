@@ -22,7 +22,7 @@ from .folders import write_folder_atomic
 from .processing import MODEL_INPUT_SIZE
 from .refine import option_help
 from .version import __version__
-from .weights import DEFAULT_SOURCE, build_network, locate_checkpoint, read_state_dict
+from .weights import DEFAULT_SOURCE, build_network, first_line, locate_checkpoint, read_state_dict
 
 # The transformers front end: modules beside rmbg_core, and the classes config.json points at.
 ENTRY_MODULES = ("configuration_rmbg", "modeling_rmbg", "pipeline_rmbg")
@@ -100,7 +100,7 @@ def export_model(source: str | os.PathLike = DEFAULT_SOURCE, out_dir: str | os.P
     try:
         write_folder_atomic(out.resolve(), write, keep=lambda entry: not is_export_file(entry, names))
     except (OSError, SafetensorError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+        reason = getattr(exc, "strerror", None) or first_line(exc)
         left = "the folder is unchanged" if existed else "nothing was written"
         raise RMBGError(f"{out}: cannot write the export ({reason}); {left}") from None
     return [out / name for name in names]
