@@ -13,16 +13,20 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Union
 
+import numpy as np
 import torch
 from PIL import Image
 
 from .api import render, resolve_model
 from .refine import RefinementLike, as_refinement
 from .compose import Color, parse_color
-from .errors import RMBGError
+from .errors import InputError, RMBGError
 from .images import ImageInput, RGBImage, describe, read_image
 from .model import RMBGModel
+from .options import check_count
 
+# Inputs that are one image although Python could iterate them (a path string letter by letter).
+SINGLE_INPUTS = (str, bytes, bytearray, os.PathLike, Image.Image)
 # Failures that belong to one image, not to the run: a bad image, or one too big for the memory left.
 ITEM_ERRORS: tuple[type[BaseException], ...] = (RMBGError, MemoryError, torch.cuda.OutOfMemoryError)
 
@@ -54,33 +58,47 @@ class InlineExecutor(Executor):
 
 def make_executor(workers: int, name: str = "rmbg-io") -> Executor:
     """A pool of ``workers`` threads, or an :class:`InlineExecutor` for ``workers=0``."""
-    if workers < 0:
-        raise ValueError(f"workers must be 0 or more, got {workers}")
+    workers = check_count(workers, "workers", 0)
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) if workers else InlineExecutor()
 
 
-def iter_remove_background(images: Iterable[ImageInput], *, model: RMBGModel | str | os.PathLike | None = None,
-                           return_mask: bool = False, background: Color | None = None,
-                           refine: RefinementLike = None, estimate_foreground: bool = False, batch_size: int = 1,
+def iter_remove_background(images: ImageInput | Iterable[ImageInput], *,
+                           model: RMBGModel | str | os.PathLike | None = None, return_mask: bool = False,
+                           background: Color | None = None, refine: RefinementLike = None,
+                           estimate_foreground: bool = False, batch_size: int = 1,
                            workers: int = 2) -> Iterator[RemovalResult]:
     """Yield a :class:`RemovalResult` per input of ``images`` (paths, bytes, PIL, arrays...), in input order.
 
     Outputs are those of :func:`remove_background` (mask, cutout or composite, with the same ``refine``
     and ``estimate_foreground`` options). A bad input gives a
     result with ``error`` set and the rest go on. ``images`` is consumed lazily, a few items ahead;
+    one image (a path, bytes, a PIL image, an array) is one input, a (B, H, W, C) array or tensor is B.
+    If iterating ``images`` raises, the results of the inputs read before are yielded, then the error.
     ``batch_size`` images share a forward pass; ``workers`` threads decode and render (0: none).
-    The model, colour and sizes are checked here, before the first result is asked for.
+    The model, options and colour are checked here, before the first result is asked for
+    (:class:`OptionError`, :class:`InputError`, :class:`CheckpointError`).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if workers < 0:
-        raise ValueError(f"workers must be 0 or more, got {workers}")
+    batch_size = check_count(batch_size, "batch_size", 1)
+    check_count(workers, "workers", 0)
+    sources = as_sources(images)
     if background is not None and not return_mask:
         parse_color(background)
     outputs = {"return_mask": return_mask, "background": background, "refine": as_refinement(refine),
                "estimate_foreground": estimate_foreground}
     session = resolve_model(model)
-    return _results(iter(images), session, outputs, batch_size, workers)
+    return _results(sources, session, outputs, batch_size, workers)
+
+
+def as_sources(images: ImageInput | Iterable[ImageInput]) -> Iterator[ImageInput]:
+    """The inputs of ``images``: one image is one input (a path string is not iterated letter by letter)."""
+    if isinstance(images, SINGLE_INPUTS) or hasattr(images, "read"):
+        return iter([images])
+    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim != 4:
+        return iter([images])
+    try:
+        return iter(images)
+    except TypeError:
+        raise InputError(f"images must be an image or an iterable of images, got {type(images).__name__}") from None
 
 
 Decoded = Union[RGBImage, str]
@@ -93,10 +111,15 @@ def _results(sources: Iterator[ImageInput], model: RMBGModel, outputs: dict[str,
     ahead = batch_size + max(workers, 1)  # images decoded ahead: the next batch while this one runs
     decoding: deque[tuple[Any, Future]] = deque()
     finishing: deque[Future] = deque()
+    source_error: list[Exception] = []  # what iterating the inputs raised: re-raised after the results before it
 
     def fill() -> None:
-        while len(decoding) < ahead:
-            source = next(sources, _END)
+        while len(decoding) < ahead and not source_error:
+            try:
+                source = next(sources, _END)
+            except Exception as exc:
+                source_error.append(exc)
+                return
             if source is _END:
                 return
             decoding.append((source, pool.submit(_decode, source)))
@@ -123,6 +146,8 @@ def _results(sources: Iterator[ImageInput], model: RMBGModel, outputs: dict[str,
                 yield finishing.popleft().result()
         while finishing:
             yield finishing.popleft().result()
+        if source_error:
+            raise source_error[0]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -24,6 +24,7 @@ from .files import check_writable_folder
 from .interrupts import EXIT_INTERRUPTED, interrupt_guard, run_program
 from .jobs import OUTPUT_FORMATS, Failure, OutputFormat, Summary, plan_job, run_tasks
 from .model import RMBGModel, load_model
+from .options import count_problem
 from .processing import MODEL_INPUT_SIZE
 from .refine import Refinement, option_help
 from .report import Reporter, print_message
@@ -52,8 +53,9 @@ def _int_at_least(text: str, low: int) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+    problem = count_problem(value, low)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
@@ -276,16 +278,20 @@ def add_export_command(subparsers: Any) -> None:
     export.add_argument("--model", default=DEFAULT_SOURCE,
                         help="checkpoint: hub repo id, folder or file (default: %(default)s)")
     export.add_argument("--revision", help="hub revision of --model")
-    export.add_argument("--overwrite", action="store_true", help="replace files already in OUT_DIR")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an export already in OUT_DIR (other files there are kept)")
     export.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if missing)")
     export.set_defaults(handler=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
     """``rmbg export``: write the hub-ready folder and say what was written."""
-    from .export import export_model
+    from .export import ExportExistsError, export_model
 
-    written = export_model(args.model, args.out_dir, overwrite=args.overwrite, revision=args.revision)
+    try:
+        written = export_model(args.model, args.out_dir, overwrite=args.overwrite, revision=args.revision)
+    except ExportExistsError as exc:
+        raise UsageError(f"{exc.problem}; pass --overwrite to replace it") from None
     print_message(f"exported {args.model} to {args.out_dir} ({len(written)} files)", sys.stdout)
     return EXIT_OK
 

@@ -24,6 +24,7 @@ ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tenso
 # Float inputs are expected in [0, 1]; small overshoots (from resamplers) are clamped, anything beyond
 # this slack is almost surely 0-255 data and is refused rather than silently saturated.
 FLOAT_SLACK = 0.5
+DTYPE_HINT = "use uint8, uint16, bool or float in [0, 1]"
 EIGHT_BIT_MODES = {"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
 
@@ -55,7 +56,8 @@ def describe(image: Any) -> str:
     if isinstance(image, np.ndarray):
         return f"<numpy array shape={tuple(image.shape)} dtype={image.dtype}>"
     if isinstance(image, torch.Tensor):
-        return f"<tensor shape={tuple(image.shape)} dtype={image.dtype}>"
+        shape = "nested" if image.is_nested else tuple(image.shape)  # a nested tensor has no single shape
+        return f"<tensor shape={shape} dtype={image.dtype}>"
     if isinstance(image, (bytes, bytearray)):
         return f"<{len(image)} bytes>"
     if hasattr(image, "read") and getattr(image, "name", None):
@@ -70,10 +72,8 @@ def read_image(image: ImageInput, name: str | None = None) -> RGBImage:
         return _from_pil(open_image(image, name), name)
     if isinstance(image, Image.Image):
         return _from_pil(exif_transpose(image), name)
-    if isinstance(image, np.ndarray):
-        return _from_array(torch.from_numpy(_native_byte_order(image)), name)
-    if isinstance(image, torch.Tensor):
-        tensor = image.detach()
+    if isinstance(image, (np.ndarray, torch.Tensor)):
+        tensor = as_tensor(image, name)
         if tensor.dim() == 4:
             if tensor.shape[0] != 1:
                 raise InputError(f"{name}: a batch of {tensor.shape[0]} images was given where one image "
@@ -84,17 +84,47 @@ def read_image(image: ImageInput, name: str | None = None) -> RGBImage:
                      "a PIL image, a numpy array (H, W[, C]) or a torch tensor ([1,] H, W, C)")
 
 
+def as_tensor(data: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
+    """Image data as a plain (dense, detached) tensor, sharing the array's memory where torch can.
+
+    numpy views torch cannot wrap (negative strides from ``img[..., ::-1]`` or ``np.fliplr``, strides
+    that are not a multiple of the item size, big-endian or read-only data) are copied; dtypes no image has (object,
+    structured, complex, strings, signed ints...) and tensors without plain data (sparse, nested, meta)
+    are an :class:`InputError`.
+    """
+    if isinstance(data, np.ndarray):
+        dtype = data.dtype
+        if not (dtype.kind == "b" or (dtype.kind == "u" and dtype.itemsize <= 2)
+                or (dtype.kind == "f" and dtype.itemsize <= 8)):
+            raise InputError(f"{name}: unsupported dtype {dtype}; {DTYPE_HINT}")
+        data = _native_byte_order(data)
+        if not data.flags.writeable or any(stride < 0 or stride % data.itemsize for stride in data.strides):
+            data = np.array(data, order="C")  # torch warns on read-only memory (np.asarray of a PIL image)
+        return torch.from_numpy(data)
+    if data.is_nested:
+        raise InputError(f"{name}: nested tensors are not supported; pass one tensor per image")
+    if data.layout != torch.strided:
+        raise InputError(f"{name}: {str(data.layout).replace('torch.', '')} tensors are not supported; "
+                         "pass a dense tensor (tensor.to_dense())")
+    if data.is_meta:
+        raise InputError(f"{name}: a tensor on the meta device holds no data")
+    return data.detach()
+
+
 def open_image(source: str | os.PathLike | bytes | Any, name: str | None = None) -> Image.Image:
     """Open and fully decode an image file (or bytes / binary file object), EXIF orientation applied."""
     name = name or describe(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.exists():
-            raise InputError(f"{name}: no such file")
-        if path.is_dir():
-            raise InputError(f"{name}: is a folder, not an image file")
-        if path.stat().st_size == 0:
-            raise InputError(f"{name}: empty file")
+        try:
+            if not path.exists():
+                raise InputError(f"{name}: no such file")
+            if path.is_dir():
+                raise InputError(f"{name}: is a folder, not an image file")
+            if path.stat().st_size == 0:
+                raise InputError(f"{name}: empty file")
+        except OSError as exc:  # a name too long, a loop of symbolic links...
+            raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
     elif isinstance(source, (bytes, bytearray)):
         if not source:
             raise InputError(f"{name}: empty data")
@@ -143,6 +173,8 @@ def _native_byte_order(array: np.ndarray) -> np.ndarray:
 
 def _from_pil(image: Image.Image, name: str) -> RGBImage:
     mode = image.mode
+    if 0 in image.size:
+        raise InputError(f"{name}: image has zero size {image.size[1]}x{image.size[0]}")
     try:
         if mode == "P" and "transparency" in image.info:
             image, mode = image.convert("RGBA"), "RGBA"
@@ -156,6 +188,8 @@ def _from_pil(image: Image.Image, name: str) -> RGBImage:
         if mode in EIGHT_BIT_MODES:
             rgb = image if mode == "RGB" else image.convert("RGB")  # convert() would copy an RGB image
             return RGBImage(torch.from_numpy(np.asarray(rgb).copy()), None, name)
+    except InputError:
+        raise
     except (ValueError, OSError) as exc:
         raise InputError(f"{name}: cannot convert PIL mode {mode!r} to RGB ({exc})") from None
     raise InputError(f"{name}: unsupported PIL image mode {mode!r}")
@@ -192,7 +226,7 @@ def normalise_values(data: torch.Tensor, name: str) -> torch.Tensor:
     if data.dtype == torch.uint16:
         return data.to(torch.float32) / 65535.0
     if not data.is_floating_point():
-        raise InputError(f"{name}: unsupported dtype {data.dtype}; use uint8, uint16 or float in [0, 1]")
+        raise InputError(f"{name}: unsupported dtype {data.dtype}; {DTYPE_HINT}")
     data = data.to(torch.float32)
     if data.numel():
         low, high = float(data.min()), float(data.max())

@@ -5,20 +5,24 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence, Union
 
+import numpy as np
 import torch
 
 from .errors import InputError
 from .folding import fold_batchnorm
-from .images import normalise_values, split_channels
+from .images import as_tensor, normalise_values, split_channels
 from .kernels import drop_packed_weights
 from .network import ISNet
+from .options import check_count
 from .processing import MODEL_INPUT_SIZE, postprocess, preprocess
 from .runtime import dtype_name, resolve_device, resolve_dtype
 from .weights import DEFAULT_SOURCE, build_network, locate_checkpoint, read_state_dict
 
 ProgressCallback = Callable[[int, int], None]
+ARRAYS = (torch.Tensor, np.ndarray)
+ImageBatch = Union[torch.Tensor, np.ndarray, Sequence[Union[torch.Tensor, np.ndarray]]]
 # Under these body dtypes the side heads (a 64-to-1 convolution and the sigmoid) stay float32: in
 # bfloat16 the sigmoid near 1 has a resolution of 1/256, a whole grey level of the mask (measured on
 # the fixture photos: mean error 0.36-0.44 grey levels with bfloat16 heads, 0.01-0.27 with float32
@@ -69,13 +73,14 @@ class RMBGModel:
         self.device, self.dtype = target, target_dtype
         return self
 
-    def predict(self, images: torch.Tensor | Sequence[torch.Tensor], *, batch_size: int = 1,
+    def predict(self, images: ImageBatch, *, batch_size: int = 1,
                 input_size: tuple[int, int] = MODEL_INPUT_SIZE, callback: ProgressCallback | None = None,
                 keep_buffers: bool = True) -> torch.Tensor | list[torch.Tensor]:
         """Masks for a batch: (B, H, W, C) tensor in, (B, H, W) float32 masks in [0, 1] on the CPU out.
 
-        A list of (H, W, C) tensors of different sizes gives a list of (H, W) masks. C is 1-4 (grey,
-        grey+alpha, RGB, RGBA; alpha is ignored); values are uint8 0-255 or float 0-1. Work runs in
+        A list of (H, W, C) tensors of different sizes gives a list of (H, W) masks; numpy arrays work
+        as tensors do. C is 1-4 (grey, grey+alpha, RGB, RGBA; alpha is ignored); values are uint8 0-255
+        or float 0-1 (files and PIL images go through ``remove_background`` instead). Work runs in
         chunks of ``batch_size`` so memory stays bounded; every mask is min-max normalised on its
         own, so results equal one-at-a-time. ``callback(done, total)`` runs after each chunk (it
         may raise to cancel). On the CPU the network keeps its activation buffers for the next call
@@ -83,17 +88,17 @@ class RMBGModel:
         ``keep_buffers=False`` gives them back when this call ends, for hosts that run other models
         between calls.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        batch_size = check_count(batch_size, "batch_size", 1)
         try:
             return self._predict(images, batch_size, input_size, callback)
         finally:
             if not keep_buffers:
                 self.network.buffer_pool.clear()
 
-    def _predict(self, images: torch.Tensor | Sequence[torch.Tensor], batch_size: int,
-                 input_size: tuple[int, int], callback: ProgressCallback | None) -> torch.Tensor | list[torch.Tensor]:
-        if isinstance(images, torch.Tensor):
+    def _predict(self, images: ImageBatch, batch_size: int, input_size: tuple[int, int],
+                 callback: ProgressCallback | None) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(images, ARRAYS):
+            images = as_tensor(images, "image batch")
             if images.dim() != 4:
                 raise InputError(f"expected a (B, H, W, C) image batch, got shape {tuple(images.shape)}")
             rgb, _ = split_channels(_checked(images, "image batch"))
@@ -102,7 +107,8 @@ class RMBGModel:
                 self._predict_same_size(rgb[start:start + batch_size], input_size, masks[start:start + batch_size])
                 _report(callback, min(start + batch_size, len(rgb)), len(rgb))
             return masks
-        items = [split_channels(_checked(image, f"image {i}", single=True))[0] for i, image in enumerate(images)]
+        items = [split_channels(_checked(image, f"image {i}", single=True))[0]
+                 for i, image in enumerate(_array_items(images))]
         results: list[torch.Tensor] = []
         for start in range(0, len(items), batch_size):
             results.extend(self._predict_mixed_sizes(items[start:start + batch_size], input_size))
@@ -127,6 +133,19 @@ class RMBGModel:
         prediction = self.network(network_input)
         self.network.buffer_pool.release(sum(item.shape[0] * item.shape[1] * 4 for item in items))
         return [postprocess(prediction[i:i + 1], tuple(item.shape[:2]))[0].cpu() for i, item in enumerate(items)]
+
+
+def _array_items(images: object) -> list[torch.Tensor]:
+    """The items of a list of (H, W, C) arrays or tensors as tensors; anything else is an :class:`InputError`."""
+    if isinstance(images, (str, bytes, bytearray, os.PathLike)) or not isinstance(images, Iterable):
+        raise InputError(f"expected a (B, H, W, C) tensor or array, or a list of (H, W, C) ones, got "
+                         f"{type(images).__name__}; files and PIL images go through remove_background")
+    items = list(images)
+    for i, item in enumerate(items):
+        if not isinstance(item, ARRAYS):
+            raise InputError(f"image {i}: expected an (H, W, C) tensor or array, got {type(item).__name__}; "
+                             "files and PIL images go through remove_background")
+    return [as_tensor(item, f"image {i}") for i, item in enumerate(items)]
 
 
 def _checked(images: torch.Tensor, name: str, single: bool = False) -> torch.Tensor:

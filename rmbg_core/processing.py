@@ -13,6 +13,7 @@ import operator
 import torch
 
 from .errors import InputError
+from .options import is_int
 
 MODEL_INPUT_SIZE = (1024, 1024)
 # Elements of float work per band of rows in the input resize (bounds its temporary memory).
@@ -126,22 +127,11 @@ def check_input_size(size: int | tuple[int, int] | list[int], name: str = "input
     Front ends call this before any work, so a bad size is a one-line :class:`InputError` instead
     of a torch traceback from deep inside the resize.
     """
-    values = (size, size) if _is_int(size) else size
+    values = (size, size) if is_int(size) else size
     try:
         height, width = values
     except (TypeError, ValueError):
         raise InputError(f"{name} must be (height, width) or one int, got {size!r}") from None
-    if not (_is_int(height) and _is_int(width) and height > 0 and width > 0):
+    if not (is_int(height) and is_int(width) and height > 0 and width > 0):
         raise InputError(f"{name} must hold two positive integers (height, width), got {size!r}")
     return operator.index(height), operator.index(width)
-
-
-def _is_int(value: object) -> bool:
-    """True for Python and numpy integers, False for bools and floats."""
-    if isinstance(value, bool):
-        return False
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return True

@@ -6,8 +6,8 @@ all apply; every failure becomes a :class:`CheckpointError` that says what to do
 
 from __future__ import annotations
 
+import codecs
 import os
-import pickle
 import re
 from pathlib import Path
 from typing import Mapping
@@ -24,6 +24,14 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 # Wrappers some tools put around a state dict: {"state_dict": {...}} and key prefixes like "module.".
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 KEY_PREFIXES = ("module.", "model.", "net.")
+# How a checkpoint's format is told from its first bytes: torch.save writes a zip archive (or, before
+# torch 1.6, a protocol-2+ pickle); safetensors starts with the little-endian length of a JSON header.
+SNIFF_BYTES = 4096
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_MAGIC = b"\x80"
+CONTENT_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+                 (b"RIFF", "a RIFF file such as a WebP image"), (b"II*\x00", "a TIFF image"),
+                 (b"MM\x00*", "a TIFF image"))
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -96,24 +104,85 @@ def download_from_hub(repo_id: str, *, revision: str | None = None, token: str |
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` or torch-pickled (``weights_only``) checkpoint into a flat state dict."""
+    """Read a safetensors or torch-pickled (``weights_only``) checkpoint into a flat state dict.
+
+    The format is told by the file's first bytes, not its name; anything that cannot be read (not a
+    checkpoint at all, truncated, damaged, pickled objects other than tensors) is a :class:`CheckpointError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.stat().st_size == 0:
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if size == 0:
         raise CheckpointError(f"{path}: checkpoint file is empty")
-    if path.suffix.lower() == ".safetensors":
+    kind = checkpoint_format(path, head, size)
+    if kind == "safetensors":
         try:
             state = read_safetensors(path)
         except Exception as exc:  # safetensors raises its own SafetensorError and others for bad headers
-            raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
+            raise CheckpointError(f"{path}: not a valid safetensors file ({first_line(exc)})") from None
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, ImportError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{path}: not a PyTorch checkpoint holding only tensors ({first_line})") from None
+        except Exception as exc:  # a damaged pickle or zip can trip anything inside torch.load
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({torch_load_reason(exc)})") from None
     return unwrap_state_dict(state, path)
+
+
+def checkpoint_format(path: Path, head: bytes, size: int) -> str:
+    """``"torch"`` (zip archive or pickle) or ``"safetensors"`` from the first bytes of a file; else refuse it.
+
+    A ``.safetensors`` name counts as a safetensors file whatever its start, so a truncated one gets
+    safetensors' own diagnosis.
+    """
+    if head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC):
+        return "torch"
+    header_length = int.from_bytes(head[:8], "little") if len(head) >= 8 else 0
+    if path.suffix.lower() == ".safetensors" or (0 < header_length <= size - 8 and head[8:9] == b"{"):
+        return "safetensors"
+    raise CheckpointError(f"{path}: not a checkpoint ({describe_content(head)}); expected a .safetensors "
+                          "file or a PyTorch state dict saved with torch.save")
+
+
+def describe_content(head: bytes) -> str:
+    """What the first bytes of a file that is not a checkpoint look like, for the error message."""
+    for magic, kind in CONTENT_MAGIC:
+        if head.startswith(magic):
+            return kind
+    text = head.lstrip()
+    if text[:1] in (b"{", b"["):
+        return "looks like JSON"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end is not an error
+    except UnicodeDecodeError:
+        return "unrecognised binary data"
+    return "looks like a text file" if b"\0" not in head else "unrecognised binary data"
+
+
+def torch_load_reason(exc: Exception) -> str:
+    """A one-line reason for a failed ``torch.load``, without torch's advice to turn ``weights_only`` off.
+
+    That advice would execute arbitrary code from the file; rmbg reads only state dicts of tensors.
+    """
+    text = str(exc)
+    unsupported = re.search(r"GLOBAL ([\w.]+)", text)
+    if unsupported:
+        return (f"it holds pickled Python objects ({unsupported.group(1)}), not only tensors; save the "
+                "model's state_dict() instead")
+    if "weights_only" in text or "Weights only load failed" in text:
+        return "its pickle data holds more than tensors"
+    return first_line(exc)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message (its type name if it has none), shortened."""
+    line = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -144,7 +213,8 @@ def unwrap_state_dict(state: object, path: str | os.PathLike) -> dict[str, torch
                 break
     if not isinstance(state, Mapping) or not state:
         raise CheckpointError(f"{path}: checkpoint does not hold a state dict of tensors")
-    non_tensors = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    non_tensors = [key for key, value in state.items()
+                   if not (isinstance(key, str) and isinstance(value, torch.Tensor))]
     if non_tensors:
         raise CheckpointError(f"{path}: checkpoint entries are not tensors: {', '.join(map(str, non_tensors[:5]))}")
     state = dict(state)
@@ -166,6 +236,7 @@ def build_network(state: dict[str, torch.Tensor], dtype: torch.dtype = torch.flo
         network = ISNet()
     expected = network.state_dict()
     check_keys(state, expected, source)
+    check_dtypes(state, expected, source)
     for key in list(state):
         value = state[key]
         state[key] = value.to(dtype) if value.is_floating_point() else value
@@ -190,3 +261,27 @@ def check_keys(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.T
             more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
             parts.append(f"{len(keys)} {label}: {', '.join(keys[:5])}{more}")
     raise CheckpointError(f"{source}: not an RMBG-1.4 (IS-Net) checkpoint; " + "; ".join(parts))
+
+
+def check_dtypes(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise a :class:`CheckpointError` unless every weight the network computes with is a dense float tensor.
+
+    A quantized (int8), complex, sparse or meta (data-less) checkpoint has the right keys and shapes but
+    cannot run.
+    """
+    wrong = {key: _tensor_kind(value) for key, value in state.items()
+             if value.layout != torch.strided or value.is_meta
+             or (expected[key].is_floating_point() and not value.is_floating_point())}
+    if wrong:
+        first = next(iter(wrong))
+        raise CheckpointError(f"{source}: {len(wrong)} weights are {', '.join(sorted(set(wrong.values())))} "
+                              f"(e.g. {first}); RMBG-1.4 needs dense floating-point weights (float32, float16 "
+                              "or bfloat16)")
+
+
+def _tensor_kind(value: torch.Tensor) -> str:
+    if value.is_meta:
+        return "meta tensors (no data)"
+    if value.layout != torch.strided:
+        return f"{value.layout} tensors"
+    return str(value.dtype)

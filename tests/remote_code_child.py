@@ -6,6 +6,7 @@ blocked on top of that (they may be installed, e.g. by run.sh), so any import of
 exported code fails. Prints one JSON object with what it measured; exits 1 if a check failed.
 """
 
+import importlib
 import importlib.abc
 import json
 import sys
@@ -126,6 +127,33 @@ if spec.get("variants"):
     except Exception as exc:  # the exported copy of rmbg_core's OptionError
         report["bad_option"] = f"{type(exc).__name__}: {exc}"
     check(report["bad_option"].startswith("OptionError: feather must be"), "a bad refinement value is not refused")
+
+# Errors a user can cause come from the folder's own copy of rmbg_core/errors.py (not rmbg_core's
+# classes): each must be caught by `except ValueError`, and be the copy's class, found as README says.
+errors = importlib.import_module(type(pipe).__module__.rpartition(".")[0] + ".errors")
+pipeline_module = sys.modules[type(pipe).__module__]
+with open("notes.pth", "w") as handle:
+    handle.write("not a checkpoint\n")
+user_mistakes = {
+    "missing_image": lambda: pipe("no_such_photo.png"),
+    "object_array": lambda: pipe(np.zeros((4, 4, 3), object)),
+    "bad_option": lambda: pipe(images[0], feather=-1.0, **size),
+    "bad_checkpoint": lambda: pipeline_module.load_pipeline("notes.pth", device="cpu"),
+    "hub_offline": lambda: pipeline_module.load_pipeline("nobody/no-such-model", device="cpu"),
+}
+report["user_errors"] = {}
+for label, mistake in user_mistakes.items():
+    try:
+        mistake()
+        report["user_errors"][label] = "accepted"
+    except ValueError as exc:
+        report["user_errors"][label] = type(exc).__name__ if isinstance(exc, errors.RMBGError) else repr(exc)
+    except Exception as exc:
+        report["user_errors"][label] = f"not a ValueError: {type(exc).__name__}: {exc}"
+check(report["user_errors"] == {"missing_image": "InputError", "object_array": "InputError",
+                                "bad_option": "OptionError", "bad_checkpoint": "CheckpointError",
+                                "hub_offline": "HubAccessError"},
+      "user errors are not the exported ValueError subclasses")
 
 model, info = AutoModelForImageSegmentation.from_pretrained(model_dir, trust_remote_code=True,
                                                             output_loading_info=True)

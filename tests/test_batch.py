@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import rmbg_core.batch as batch_module
-from rmbg_core import InputError, iter_remove_background, remove_background
+from rmbg_core import InputError, OptionError, iter_remove_background, remove_background
 
 WAIT = 30.0  # seconds a test waits for an event that a working pipeline sets at once
 
@@ -184,8 +184,73 @@ def test_inputs_are_consumed_lazily_and_threads_end_on_close(fast_model, good_fi
 def test_call_level_errors_raise_at_once(fast_model):
     with pytest.raises(InputError, match="not a hex colour"):
         iter_remove_background([], model=fast_model, background="greenish")
-    with pytest.raises(ValueError, match="batch_size"):
-        iter_remove_background([], model=fast_model, batch_size=0)
-    with pytest.raises(ValueError, match="workers"):
-        iter_remove_background([], model=fast_model, workers=-1)
     assert list(iter_remove_background([], model=fast_model)) == []
+
+
+@pytest.mark.parametrize("options,reason", [
+    ({"batch_size": 0}, "batch_size must be 1 or more, got 0"),
+    ({"batch_size": "2"}, "batch_size must be a whole number, got '2'"),
+    ({"batch_size": 2.0}, "batch_size must be a whole number, got 2.0"),
+    ({"workers": -1}, "workers must be 0 or more, got -1"),
+    ({"workers": "1"}, "workers must be a whole number, got '1'"),
+    ({"workers": None}, "workers must be a whole number, got None"),
+])
+def test_bad_batch_size_and_workers_are_option_errors_at_the_call(fast_model, options, reason):
+    with pytest.raises(OptionError, match=reason):
+        iter_remove_background([], model=fast_model, **options)
+
+
+def test_one_check_for_counts_everywhere(fast_model, tmp_path, capsys):
+    """The CLI, the model and make_executor refuse what iter_remove_background refuses, with its words."""
+    from rmbg_core.cli import main
+
+    with pytest.raises(OptionError, match="workers must be 0 or more, got -2"):
+        batch_module.make_executor(-2)
+    with pytest.raises(OptionError, match="batch_size must be 1 or more, got 0"):
+        fast_model.predict(np.zeros((1, 8, 8, 3), np.uint8), batch_size=0)
+    with pytest.raises(SystemExit):
+        main(["remove", str(tmp_path), "-o", str(tmp_path / "out"), "--batch-size", "0"])
+    assert "argument --batch-size: must be 1 or more, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["str", "path", "bytes", "pil", "array", "tensor", "file"])
+def test_one_image_is_one_input_not_an_iterable(fast_model, good_files, kind):
+    """A path string is not iterated letter by letter, nor an (H, W, C) array row by row."""
+    import torch
+
+    path = good_files[0]
+    single = {"str": str(path), "path": path, "bytes": path.read_bytes(), "pil": Image.open(path),
+              "array": np.asarray(Image.open(path)), "tensor": torch.from_numpy(np.array(Image.open(path))),
+              "file": open(path, "rb")}[kind]
+    try:
+        results = list(iter_remove_background(single, model=fast_model, return_mask=True, workers=0))
+    finally:
+        if kind == "file":
+            single.close()
+    assert len(results) == 1 and results[0].ok, results[0].error
+    assert results[0].source is single and results[0].image.size == Image.open(path).size
+
+
+def test_a_batch_array_is_its_frames(fast_model):
+    frames = np.random.default_rng(5).integers(0, 256, (2, 20, 24, 3), dtype=np.uint8)
+    results = list(iter_remove_background(frames, model=fast_model, return_mask=True, workers=0))
+    assert len(results) == 2 and all(result.ok and result.image.size == (24, 20) for result in results)
+    with pytest.raises(InputError, match="images must be an image or an iterable of images, got int"):
+        iter_remove_background(5, model=fast_model)
+
+
+@pytest.mark.parametrize("workers,batch_size", [(0, 1), (0, 4), (2, 3)])
+def test_a_failing_input_iterator_yields_what_it_gave_then_raises(fast_model, good_files, workers, batch_size):
+    def sources():
+        yield good_files[0]
+        yield good_files[1]
+        raise RuntimeError("the source broke")
+
+    results = []
+    with pytest.raises(RuntimeError, match="the source broke"):
+        for result in iter_remove_background(sources(), model=fast_model, return_mask=True, workers=workers,
+                                             batch_size=batch_size):
+            results.append(result)
+    assert [result.source for result in results] == good_files[:2]
+    assert all(result.ok for result in results)
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("rmbg-io")]

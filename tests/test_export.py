@@ -7,6 +7,7 @@ this project, offline, with a private transformers modules cache.
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -166,15 +167,195 @@ def test_model_card_has_usage_and_provenance(exported):
     assert str(exported.parent) not in card
 
 
-def test_existing_files_are_kept_unless_overwrite(exported, checkpoint_dir):
-    config = exported / "config.json"
-    before = config.read_text()
-    with pytest.raises(RMBGError, match="would replace .*config.json.*--overwrite"):
-        export_model(checkpoint_dir, exported)
-    assert config.read_text() == before
-    export_model(checkpoint_dir, exported, overwrite=True)
-    assert config.read_text() == before
-    assert not [p for p in exported.iterdir() if p.name.endswith(".tmp")], "no temporary files left"
+def snapshot(folder):
+    """Every file under ``folder`` with its bytes (None if the folder does not exist)."""
+    if not folder.exists():
+        return None
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def leftovers(parent):
+    """Temporary folders an export left beside its target."""
+    return [path.name for path in parent.iterdir() if path.name.endswith((".rmbg-new", ".rmbg-old"))]
+
+
+def test_overwrite_replaces_an_export_and_keeps_other_files(tmp_path, checkpoint_file):
+    """Without overwrite an export is refused and left alone; with it the folder holds the new export
+    (not the old one: another checkpoint's weights), an old export's stale code is gone and the user's
+    own files (.git, notes) are kept."""
+    from safetensors.torch import save_file
+
+    from conftest import random_state_dict
+    from rmbg_core.export import GENERATED_HEADER, ExportExistsError
+
+    other = tmp_path / "other.safetensors"
+    save_file(random_state_dict(1), str(other))
+    out = tmp_path / "hub"
+    export_model(other, out)
+    (out / "retired_module.py").write_text(GENERATED_HEADER + "X = 1\n")  # code an older export shipped
+    (out / "my_helper.py").write_text("# my own code\n")
+    (out / "notes.txt").write_text("mine")
+    (out / ".git").mkdir()
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    before = snapshot(out)
+
+    with pytest.raises(ExportExistsError, match=r"hub: folder exists and holds an export \(\d+ files\); "
+                                                r"pass overwrite=True to replace it$") as info:
+        export_model(checkpoint_file, out)
+    assert "--overwrite" not in str(info.value)
+    assert snapshot(out) == before
+
+    export_model(checkpoint_file, out, overwrite=True)
+    weights, reference = load_file(out / "model.safetensors"), load_file(checkpoint_file)
+    assert sorted(weights) == sorted(reference) and all(torch.equal(weights[k], reference[k]) for k in reference)
+    assert not torch.equal(weights["conv_in.weight"], load_file(other)["conv_in.weight"])
+    import hashlib
+    assert hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest() in (out / "README.md").read_text()
+    assert not (out / "retired_module.py").exists(), "an older export's code is not left behind"
+    assert (out / "my_helper.py").read_text() == "# my own code\n" and (out / "notes.txt").read_text() == "mine"
+    assert (out / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"
+    assert leftovers(tmp_path) == []
+
+
+def test_a_folder_without_an_export_is_added_to(tmp_path, checkpoint_file):
+    """Nothing to replace (an empty folder, a fresh clone): no overwrite needed, the files stay."""
+    out = tmp_path / "clone"
+    (out / ".git").mkdir(parents=True)
+    (out / ".gitattributes").write_text("*.safetensors filter=lfs\n")
+    export_model(checkpoint_file, out)
+    assert (out / ".gitattributes").read_text() == "*.safetensors filter=lfs\n" and (out / ".git").is_dir()
+    assert (out / "model.safetensors").is_file()
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "README.md").write_text("my card")
+    with pytest.raises(RMBGError, match=r"own: folder exists and holds files an export would replace "
+                                        r"\(README.md\); pass overwrite=True"):
+        export_model(checkpoint_file, tmp_path / "own")
+
+
+def test_the_current_folder_is_refused(tmp_path, checkpoint_file, monkeypatch):
+    """Swapping the folder a shell stands in would leave that shell in a deleted folder: one clear error."""
+    (tmp_path / "clone" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "clone" / "sub")
+    for target in (".", ".."):
+        with pytest.raises(RMBGError, match=rf"^{re.escape(target)}: is the current folder \(or holds it\)"):
+            export_model(checkpoint_file, target, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clone"]
+
+
+def fail_midway(monkeypatch, where, error):
+    """Make the export's ``where`` write ("code": the 3rd .py file, "weights", "card") write part of its
+    file, then raise ``error``: a disk filling up midway."""
+    import pathlib
+
+    import rmbg_core.export as export_module
+
+    if where == "weights":
+        def save(state, path):
+            path.write_bytes(b"\0" * 1000)
+            raise error
+        monkeypatch.setattr(export_module, "_save_safetensors", save)
+        return
+    original = pathlib.Path.write_text
+    calls = []
+
+    def write_text(self, text, *args, **kwargs):
+        calls.append(self.name)
+        if (where == "code" and len(calls) == 3) or (where == "card" and self.name == "README.md"):
+            original(self, text[:10], *args, **kwargs)
+            raise error
+        return original(self, text, *args, **kwargs)
+    monkeypatch.setattr(pathlib.Path, "write_text", write_text)
+
+
+@pytest.mark.parametrize("where", ["code", "weights", "card"])
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "over-old-export"])
+def test_a_full_disk_leaves_the_folder_as_it_was(tmp_path, checkpoint_file, monkeypatch, where, existing):
+    import errno
+
+    from safetensors import SafetensorError
+
+    out = tmp_path / "hub"
+    if existing:  # an earlier export (its bytes do not matter) and a file of the user's
+        out.mkdir()
+        for name in ("config.json", "model.safetensors", "pipeline_rmbg.py", "notes.txt"):
+            (out / name).write_text(f"old {name}")
+    before = snapshot(out)
+    error = (SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+             if where == "weights" and existing else OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    fail_midway(monkeypatch, where, error)
+    with pytest.raises(RMBGError) as info:
+        export_model(checkpoint_file, out, overwrite=True)
+    message = str(info.value)
+    assert message.startswith(f"{out}: cannot write the export (") and "No space left on device" in message
+    assert message.endswith("the folder is unchanged" if existing else "nothing was written")
+    assert "\n" not in message
+    assert snapshot(out) == before
+    assert leftovers(tmp_path) == []
+
+
+def test_failed_swap_puts_everything_back(tmp_path, monkeypatch):
+    """If renaming the new folder into place fails, the old folder and the entries it lent are restored."""
+    import rmbg_core.folders as folders
+
+    out = tmp_path / "hub"
+    (out / ".git").mkdir(parents=True)
+    (out / "config.json").write_text("old")
+    before = snapshot(out)
+    original = os.rename
+
+    def rename(source, target):
+        if str(source).endswith(folders.NEW_SUFFIX) and str(target) == str(out):
+            raise OSError(5, "Input/output error")
+        return original(source, target)
+    monkeypatch.setattr(folders.os, "rename", rename)
+    with pytest.raises(OSError, match="Input/output error"):
+        folders.write_folder_atomic(out, lambda folder: (folder / "config.json").write_text("new"),
+                                    keep=lambda entry: entry.name != "config.json")
+    assert snapshot(out) == before and (out / ".git").is_dir()
+    assert leftovers(tmp_path) == []
+
+
+def export_process(*args, limit_bytes=None, drop_root_access=False):
+    """``python -m rmbg_core.cli export ARGS`` in a child process, optionally with a file-size limit (a
+    disk that fills up: writes beyond it fail with EFBIG) or without root's power to ignore permissions."""
+    import resource
+    import shutil
+    import signal
+
+    command = [sys.executable, "-m", "rmbg_core.cli", "export", *map(str, args)]
+    if drop_root_access and os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("setpriv is needed to test permissions as root")
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
+
+    def limit():
+        if limit_bytes is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                          preexec_fn=limit)
+
+
+def test_cli_export_to_a_read_only_folder_or_a_full_disk_is_one_line(tmp_path, checkpoint_file):
+    """Real faults in a real process: one ``rmbg: error:`` line, exit 2, nothing half-written."""
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        result = export_process("--model", checkpoint_file, read_only / "hub", drop_root_access=True)
+    finally:
+        read_only.chmod(0o755)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (f"rmbg: error: {read_only / 'hub'}: cannot write the export (Permission denied); "
+                             "nothing was written\n")
+    assert list(read_only.iterdir()) == []
+
+    result = export_process("--model", checkpoint_file, tmp_path / "full" / "hub", limit_bytes=1 << 20)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"rmbg: error: {tmp_path / 'full' / 'hub'}: cannot write the export (")
+    assert "File too large" in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert list((tmp_path / "full").iterdir()) == []
 
 
 def test_cli_export(tmp_path, checkpoint_file, capsys):
@@ -182,7 +363,10 @@ def test_cli_export(tmp_path, checkpoint_file, capsys):
     assert main(["export", "--model", str(checkpoint_file), str(out)]) == 0
     assert "exported" in capsys.readouterr().out and (out / "model.safetensors").is_file()
     assert main(["export", "--model", str(checkpoint_file), str(out)]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    files = len(list(out.iterdir()))
+    assert err == (f"rmbg: error: {out}: folder exists and holds an export ({files} files); "
+                   "pass --overwrite to replace it\n")
     assert main(["export", "--model", str(tmp_path / "nothing.safetensors"), str(tmp_path / "x")]) == 2
     assert "nothing.safetensors: no such checkpoint" in capsys.readouterr().err
 
@@ -299,6 +483,9 @@ def test_remote_code_with_random_weights(exported, checkpoint_file, random_model
     assert report["mask_max_diff"] == [0, 0, 0]
     assert report["variant_max_diff"] == {name: [0, 0, 0] for name in VARIANTS}
     assert report["bad_option"].startswith("OptionError: feather must be a sigma in pixels")
+    assert report["user_errors"] == {"missing_image": "InputError", "object_array": "InputError",
+                                     "bad_option": "OptionError", "bad_checkpoint": "CheckpointError",
+                                     "hub_offline": "HubAccessError"}, "every user error is an exported ValueError"
     cached = {p.name for p in (tmp_path / "modules").rglob("*.py")}
     assert {"refine.py", "components.py", "foreground.py"} <= cached
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from rmbg_core import InputError
-from rmbg_core.images import read_image
+from rmbg_core.images import describe, read_image
 
 RGB = np.array([[[10, 20, 30], [40, 50, 60], [70, 80, 90]],
                 [[100, 110, 120], [130, 140, 150], [160, 170, 180]]], dtype=np.uint8)
@@ -122,6 +122,79 @@ def test_comfyui_tensor_and_rgba_array():
 def test_bad_arrays_are_explained(data, reason):
     with pytest.raises(InputError, match=reason):
         read_image(data)
+
+
+def packed_float_field():
+    """A float32 field of a packed record array: strides (5,) are not a multiple of the item size."""
+    records = np.zeros((2, 3), dtype=[("flag", "u1"), ("value", "<f4")])
+    records["value"] = RGB[..., 0] / 255.0
+    return records["value"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RGB[..., ::-1],                        # BGR -> RGB, the OpenCV idiom
+    lambda: np.fliplr(RGB),
+    lambda: np.flipud(RGB),
+    lambda: RGB[::-1, ::-2],
+    lambda: (RGB.astype(">u2") * 257)[:, ::-1],    # big-endian and flipped
+    packed_float_field,
+], ids=["bgr", "fliplr", "flipud", "step", "big-endian-flipped", "packed-field"])
+def test_numpy_views_torch_cannot_wrap_read_like_their_copies(make):
+    view = make()
+    image, copy = read_image(view), read_image(np.ascontiguousarray(view, dtype=view.dtype.newbyteorder("=")))
+    assert torch.equal(image.pixels, copy.pixels)
+    assert image.alpha is None and copy.alpha is None
+
+
+def test_flipped_array_gives_the_mask_of_its_copy(random_model):
+    from conftest import SMALL_INPUT
+    from rmbg_core import remove_background
+
+    bgr = np.random.default_rng(3).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    for view in (bgr[..., ::-1], np.fliplr(bgr), np.flipud(bgr)):
+        masks = [np.asarray(remove_background(image, model=random_model, return_mask=True, input_size=SMALL_INPUT))
+                 for image in (view, np.ascontiguousarray(view))]
+        assert np.array_equal(masks[0], masks[1])
+
+
+def sparse_csr():
+    with pytest.warns(UserWarning, match="beta"):
+        return torch.zeros(4, 4).to_sparse_csr()
+
+
+def quantized():
+    with pytest.warns(UserWarning):
+        return torch.quantize_per_tensor(torch.rand(4, 4, 3), 0.1, 0, torch.quint8)
+
+
+def nested():
+    return torch.nested.nested_tensor([torch.zeros(4, 4, 3), torch.zeros(5, 4, 3)], layout=torch.jagged)
+
+
+@pytest.mark.parametrize("make,reason", [
+    (lambda: RGB.astype(object), "unsupported dtype object"),
+    (lambda: np.zeros((4, 4), dtype=[("r", "u1"), ("g", "u1")]), r"unsupported dtype \[\('r'"),
+    (lambda: RGB.astype(np.complex64), "unsupported dtype complex64"),
+    (lambda: np.full((4, 4, 3), "a"), "unsupported dtype <U1"),
+    (lambda: np.zeros((4, 4), "datetime64[s]"), "unsupported dtype datetime64"),
+    (lambda: RGB.astype(np.longdouble), "unsupported dtype float128|unsupported dtype longdouble"),
+    (lambda: RGB.astype(np.int16), "unsupported dtype int16"),
+    (lambda: torch.empty(4, 4, 3, device="meta"), "meta device holds no data"),
+    (lambda: torch.zeros(4, 4, 3).to_sparse(), "sparse_coo tensors are not supported"),
+    (sparse_csr, "sparse_csr tensors are not supported"),
+    (nested, "nested tensors are not supported"),
+    (quantized, "unsupported dtype torch.quint8"),
+    (lambda: torch.zeros(4, 4, 3, dtype=torch.complex64), "unsupported dtype torch.complex64"),
+    (lambda: Image.new("RGB", (0, 5)), "zero size"),
+    (lambda: Image.new("F", (5, 0)), "zero size"),
+    (lambda: "x" * 5000 + ".png", "cannot read .File name too long"),
+], ids=["object", "structured", "complex", "str", "datetime", "longdouble", "int16", "meta", "sparse-coo",
+        "sparse-csr", "nested", "quantized", "complex-tensor", "empty-pil", "empty-pil-f", "long-path"])
+def test_unsupported_inputs_are_input_errors_naming_the_input(make, reason):
+    data = make()
+    with pytest.raises(InputError, match=reason) as info:
+        read_image(data)
+    assert str(info.value).startswith(describe(data) + ": ") and "\n" not in str(info.value)
 
 
 def test_slight_float_overshoot_is_clamped():

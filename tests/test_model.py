@@ -1,9 +1,11 @@
 """RMBGModel.predict: batches equal singles, chunking independence, mixed sizes, progress."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from rmbg_core import InputError
+from rmbg_core import InputError, OptionError
 
 from conftest import SMALL_INPUT
 
@@ -82,6 +84,38 @@ def test_bad_batches_are_explained(random_model, bad, reason):
         random_model.predict(bad, input_size=SMALL_INPUT)
 
 
-def test_batch_size_must_be_positive(random_model):
-    with pytest.raises(ValueError, match="batch_size"):
-        random_model.predict(frames(1), batch_size=0)
+@pytest.mark.parametrize("bad", [0, -1, "2", 1.5, True, None])
+def test_bad_batch_size_is_an_option_error(random_model, bad):
+    with pytest.raises(OptionError, match="batch_size must be"):
+        random_model.predict(frames(1), batch_size=bad)
+
+
+def test_numpy_batches_and_lists_equal_tensors(random_model):
+    """numpy in, as everywhere else: a (B, H, W, C) array, a flipped view, a list of differently sized arrays."""
+    pixels = torch.randint(0, 256, (2, 30, 50, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(6))
+    expected = random_model.predict(pixels, input_size=SMALL_INPUT)
+    assert torch.equal(random_model.predict(pixels.numpy(), batch_size=2, input_size=SMALL_INPUT), expected)
+    flipped = pixels.numpy()[..., ::-1]
+    assert torch.equal(random_model.predict(flipped, input_size=SMALL_INPUT),
+                       random_model.predict(torch.from_numpy(flipped.copy()), input_size=SMALL_INPUT))
+    items = [pixels[0].numpy(), frames(1, 17, 23, seed=7)[0].numpy(), pixels[1]]
+    masks = random_model.predict(items, batch_size=2, input_size=SMALL_INPUT)
+    assert [tuple(m.shape) for m in masks] == [(30, 50), (17, 23), (30, 50)]
+    torch.testing.assert_close(masks[0], expected[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(masks[2], expected[1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("bad,reason", [
+    ("photo.png", "got str; files and PIL images go through remove_background"),
+    (Image.new("RGB", (8, 8)), "got Image; files and PIL images go through remove_background"),
+    (["photo.png"], "image 0: expected an .H, W, C. tensor or array, got str"),
+    ([np.zeros((8, 8, 3), np.uint8), Image.new("RGB", (8, 8))], "image 1: .* got Image"),
+    (7, "got int"),
+    (np.zeros((1, 8, 8, 3), object), "image batch: unsupported dtype object"),
+    ([np.zeros((8, 8, 3), np.int32)], "image 0: unsupported dtype int32"),
+    (torch.zeros(1, 8, 8, 3).to_sparse(), "image batch: sparse_coo tensors are not supported"),
+    (np.zeros((8, 8, 3), np.uint8), r"expected a \(B, H, W, C\) image batch"),
+], ids=["path", "pil", "list-of-paths", "list-with-pil", "int", "object", "int32-item", "sparse", "3d-array"])
+def test_what_predict_cannot_take_is_an_input_error(random_model, bad, reason):
+    with pytest.raises(InputError, match=reason):
+        random_model.predict(bad, input_size=SMALL_INPUT)

@@ -98,13 +98,115 @@ def test_other_architecture_lists_first_keys_and_count(tmp_path):
 @pytest.mark.parametrize("name,content,reason", [
     ("empty.safetensors", b"", "empty"),
     ("text.safetensors", b"this is not a checkpoint", "not a valid safetensors file"),
-    ("junk.pth", b"\x00\x01garbage" * 10, "not a PyTorch checkpoint"),
+    ("junk.pth", b"\x00\x01garbage" * 10, "not a checkpoint \\(unrecognised binary data\\)"),
+    ("passwd.pth", b"root:x:0:0:root:/root:/bin/bash\n" * 3, "not a checkpoint \\(looks like a text file\\)"),
+    ("config.pth", b'{"model_type": "rmbg"}', "not a checkpoint \\(looks like JSON\\)"),
+    ("photo.pth", b"\x89PNG\r\n\x1a\n" + bytes(64), "not a checkpoint \\(a PNG image\\)"),
+    ("photo.jpg", b"\xff\xd8\xff\xe0" + bytes(64), "not a checkpoint \\(a JPEG image\\)"),
+    ("pickled.pth", pickle.dumps([1, 2, 3], protocol=2), "not a readable PyTorch checkpoint"),
+    ("truncated.pth", b"PK\x03\x04" + bytes(100), "not a readable PyTorch checkpoint"),
 ])
 def test_broken_files_give_clear_errors(tmp_path, name, content, reason):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(CheckpointError, match=reason) as info:
         load_model(tmp_path / name, device="cpu")
-    assert name in str(info.value)
+    assert name in str(info.value) and "\n" not in str(info.value)
+    assert "weights_only" not in str(info.value), "never torch's advice to load with weights_only=False"
+
+
+def test_images_and_json_as_model_give_one_error_line(tmp_path, fixture_dir, capsys):
+    """``--model photo.png`` / ``--model config.json``: one ``rmbg: error:`` line naming the file, exit 2."""
+    from rmbg_core.cli import main
+
+    (tmp_path / "config.json").write_text('{"architectures": ["RMBGForSegmentation"]}\n')
+    photo = fixture_dir / "astronaut.png"
+    for model in (photo, tmp_path / "config.json", "/etc/passwd"):
+        assert main(["remove", str(photo), "-o", str(tmp_path / "out"), "--model", str(model),
+                     "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"rmbg: error: {model}: not a checkpoint (") and err.count("\n") == 1, err
+        assert "weights_only" not in err
+
+
+def small_checkpoints(tmp_path):
+    """A small state dict saved as safetensors, torch zip and legacy torch pickle: real files to damage."""
+    small = {"conv_in.weight": torch.rand(4, 3, 3, 3), "conv_in.bias": torch.rand(4),
+             "stage1.rebnconvin.bn_s1.num_batches_tracked": torch.tensor(7)}
+    save_file(small, str(tmp_path / "small.safetensors"))
+    torch.save(small, tmp_path / "small.pth")
+    torch.save(small, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    return [tmp_path / "small.safetensors", tmp_path / "small.pth", tmp_path / "legacy.pth"]
+
+
+def damaged_files(tmp_path):
+    """Random bytes (with and without a zip, pickle or safetensors start) and damaged real checkpoints."""
+    import numpy as np
+
+    rng = np.random.default_rng(2024)
+    prefixes = {"raw": b"", "zip": b"PK\x03\x04", "pickle": b"\x80\x02", "pickle4": b"\x80\x04\x95",
+                "safetensors": (40).to_bytes(8, "little") + b'{"a'}
+    for label, prefix in prefixes.items():
+        for size in (1, 9, 100, 5000):
+            for suffix in (".pth", ".safetensors"):
+                path = tmp_path / f"random-{label}-{size}{suffix}"
+                path.write_bytes(prefix + rng.integers(0, 256, size, dtype=np.uint8).tobytes())
+                yield path
+    for original in small_checkpoints(tmp_path):
+        data = original.read_bytes()
+        for cut in (1, 8, 9, 30, len(data) // 2, len(data) - 30, len(data) - 1):
+            path = tmp_path / f"cut{cut}-{original.name}"
+            path.write_bytes(data[:cut])
+            yield path
+        for flip in range(3):
+            damaged = bytearray(data)
+            for position in rng.integers(0, len(data), 8):
+                damaged[position] ^= 0xFF
+            path = tmp_path / f"flip{flip}-{original.name}"
+            path.write_bytes(bytes(damaged))
+            yield path
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_fuzzed_checkpoints_only_ever_raise_checkpoint_error(tmp_path):
+    """Whatever the bytes, reading and building a checkpoint fails with a one-line CheckpointError."""
+    cases = 0
+    for path in damaged_files(tmp_path):
+        with pytest.raises(CheckpointError) as info:
+            build_network(read_state_dict(path), source=str(path))
+        message = str(info.value)
+        assert path.name in message and "\n" not in message and "weights_only" not in message, message
+        cases += 1
+    assert cases > 50
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.complex64, torch.bool])
+def test_non_float_weights_are_refused_at_load(tmp_path, state, dtype):
+    """A quantized (int8) or otherwise non-float checkpoint with the right keys fails at load, not in forward."""
+    converted = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    path = tmp_path / "converted.pth"
+    torch.save(converted, path)
+    with pytest.raises(CheckpointError, match=rf"converted.pth: \d+ weights are {dtype} \(e.g. conv_in.weight\); "
+                                              "RMBG-1.4 needs dense floating-point weights"):
+        load_model(path, device="cpu")
+
+
+def test_int8_safetensors_is_refused_at_load(tmp_path, state):
+    path = tmp_path / "int8.safetensors"
+    save_file({k: v.to(torch.int8) if v.is_floating_point() else v for k, v in state.items()}, str(path))
+    with pytest.raises(CheckpointError, match="weights are torch.int8"):
+        load_model(path, device="cpu")
+
+
+def test_sparse_meta_and_non_string_keys_are_refused(tmp_path, state):
+    sparse = dict(state, **{"side1.weight": state["side1.weight"].to_sparse()})
+    with pytest.raises(CheckpointError, match="1 weights are torch.sparse_coo tensors .e.g. side1.weight"):
+        build_network(sparse)
+    meta = dict(state, **{"side1.weight": torch.empty(1, 64, 3, 3, device="meta")})
+    with pytest.raises(CheckpointError, match="meta tensors"):
+        build_network(meta)
+    torch.save({1: torch.zeros(2)}, tmp_path / "int_keys.pth")
+    with pytest.raises(CheckpointError, match="int_keys.pth: checkpoint entries are not tensors: 1"):
+        read_state_dict(tmp_path / "int_keys.pth")
 
 
 class Payload:
