@@ -24,6 +24,7 @@ from .errors import InputError, RMBGError
 from .images import ImageInput, RGBImage, describe, read_image
 from .model import RMBGModel
 from .options import check_count
+from .processing import MODEL_INPUT_SIZE, check_input_size
 
 # Inputs that are one image although Python could iterate them (a path string letter by letter).
 SINGLE_INPUTS = (str, bytes, bytearray, os.PathLike, Image.Image)
@@ -65,8 +66,8 @@ def make_executor(workers: int, name: str = "rmbg-io") -> Executor:
 def iter_remove_background(images: ImageInput | Iterable[ImageInput], *,
                            model: RMBGModel | str | os.PathLike | None = None, return_mask: bool = False,
                            background: Color | None = None, refine: RefinementLike = None,
-                           estimate_foreground: bool = False, batch_size: int = 1,
-                           workers: int = 2) -> Iterator[RemovalResult]:
+                           estimate_foreground: bool = False, batch_size: int = 1, workers: int = 2,
+                           input_size: int | tuple[int, int] = MODEL_INPUT_SIZE) -> Iterator[RemovalResult]:
     """Yield a :class:`RemovalResult` per input of ``images`` (paths, bytes, PIL, arrays...), in input order.
 
     Outputs are those of :func:`remove_background` (mask, cutout or composite, with the same ``refine``
@@ -74,19 +75,20 @@ def iter_remove_background(images: ImageInput | Iterable[ImageInput], *,
     result with ``error`` set and the rest go on. ``images`` is consumed lazily, a few items ahead;
     one image (a path, bytes, a PIL image, an array) is one input, a (B, H, W, C) array or tensor is B.
     If iterating ``images`` raises, the results of the inputs read before are yielded, then the error.
-    ``batch_size`` images share a forward pass; ``workers`` threads decode and render (0: none).
-    The model, options and colour are checked here, before the first result is asked for
+    ``batch_size`` images share a forward pass; ``workers`` threads decode and render (0: none);
+    ``input_size`` is the network input, as in :func:`remove_background`. The model, options and colour are checked here, before the first result is asked for
     (:class:`OptionError`, :class:`InputError`, :class:`CheckpointError`).
     """
     batch_size = check_count(batch_size, "batch_size", 1)
     check_count(workers, "workers", 0)
+    size = check_input_size(input_size)
     sources = as_sources(images)
     if background is not None and not return_mask:
         parse_color(background)
     outputs = {"return_mask": return_mask, "background": background, "refine": as_refinement(refine),
                "estimate_foreground": estimate_foreground}
     session = resolve_model(model)
-    return _results(sources, session, outputs, batch_size, workers)
+    return _results(sources, session, outputs, batch_size, workers, size)
 
 
 def as_sources(images: ImageInput | Iterable[ImageInput]) -> Iterator[ImageInput]:
@@ -106,7 +108,7 @@ _END = object()
 
 
 def _results(sources: Iterator[ImageInput], model: RMBGModel, outputs: dict[str, Any], batch_size: int,
-             workers: int) -> Iterator[RemovalResult]:
+             workers: int, input_size: tuple[int, int]) -> Iterator[RemovalResult]:
     pool = make_executor(workers)
     ahead = batch_size + max(workers, 1)  # images decoded ahead: the next batch while this one runs
     decoding: deque[tuple[Any, Future]] = deque()
@@ -135,7 +137,7 @@ def _results(sources: Iterator[ImageInput], model: RMBGModel, outputs: dict[str,
                 item = future.result()
                 pictures += not isinstance(item, str)
                 taken.append((source, item))
-            masks = iter(_predict(model, [item for _, item in taken if not isinstance(item, str)]))
+            masks = iter(_predict(model, [item for _, item in taken if not isinstance(item, str)], input_size))
             for source, item in taken:
                 outcome = item if isinstance(item, str) else next(masks)
                 if isinstance(outcome, str):
@@ -164,15 +166,16 @@ def _decode(source: ImageInput) -> Decoded:
         return f"{describe(source)}: cannot decode ({type(exc).__name__}: {exc})"
 
 
-def _predict(model: RMBGModel, pictures: list[RGBImage]) -> list[torch.Tensor | str]:
+def _predict(model: RMBGModel, pictures: list[RGBImage], input_size: tuple[int, int]) -> list[torch.Tensor | str]:
     """Masks for ``pictures`` in one call; if that fails, one at a time, so only the culprit fails."""
     if not pictures:
         return []
     try:
-        return list(model.predict([picture.pixels for picture in pictures], batch_size=len(pictures)))
+        return list(model.predict([picture.pixels for picture in pictures], batch_size=len(pictures),
+                                  input_size=input_size))
     except ITEM_ERRORS as exc:
         if len(pictures) > 1:
-            return [mask for picture in pictures for mask in _predict(model, [picture])]
+            return [mask for picture in pictures for mask in _predict(model, [picture], input_size)]
         return [f"{pictures[0].name}: {_reason(exc)}"]
 
 

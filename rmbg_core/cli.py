@@ -8,8 +8,6 @@ helpers so every subcommand spells them the same way.
 from __future__ import annotations
 
 import argparse
-import copy
-import functools
 import io
 import os
 import sys
@@ -105,14 +103,8 @@ def edge_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def model_from(args: argparse.Namespace) -> RMBGModel:
-    """The model the options name, predicting at ``--input-size``."""
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
-    if tuple(args.input_size) == MODEL_INPUT_SIZE:
-        return model
-    # The batch iterator has no input size of its own: a shallow copy (same network) whose predict has it.
-    sized = copy.copy(model)
-    sized.predict = functools.partial(model.predict, input_size=tuple(args.input_size))  # type: ignore[method-assign]
-    return sized
+    """The model the options name."""
+    return load_model(args.model, device=args.device, dtype=args.dtype)
 
 
 def add_remove_command(subparsers: Any) -> None:
@@ -173,7 +165,7 @@ def run_remove(args: argparse.Namespace) -> int:
         reporter.start(len(plan.tasks))
         run_tasks(plan.tasks, summary, model=model, output_format=output_format, return_mask=args.mask_only,
                   background=args.background, **edges, batch_size=args.batch_size, workers=args.workers,
-                  on_done=reporter.done)
+                  input_size=args.input_size, on_done=reporter.done)
     reporter.summary(summary.finish(), sys.stdout if args.json else None)
     return exit_code(summary)
 
@@ -206,7 +198,8 @@ def remove_stream(args: argparse.Namespace, output_format: OutputFormat, edges: 
     source.name = "<stdin>"
     reporter = Reporter(sys.stderr)
     result = next(iter_remove_background([source], model=model_from(args), return_mask=args.mask_only,
-                                         background=args.background, **edges, workers=0))
+                                         background=args.background, **edges, workers=0,
+                                         input_size=args.input_size))
     if not result.ok:
         summary.failures.append(Failure(source.name, result.error))
         reporter.failed(result.error)

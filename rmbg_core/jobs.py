@@ -24,6 +24,7 @@ from .compose import Color
 from .files import write_atomic
 from .inputs import FoundImage, find_images
 from .model import RMBGModel
+from .processing import MODEL_INPUT_SIZE
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ ItemDone = Callable[[Task, "str | None"], None]
 def run_tasks(tasks: Sequence[Task], summary: Summary, *, model: RMBGModel, output_format: OutputFormat,
               return_mask: bool = False, background: Color | None = None, refine: RefinementLike = None,
               estimate_foreground: bool = False, batch_size: int = 1, workers: int = 2,
-              on_done: ItemDone | None = None) -> Summary:
+              input_size: int | tuple[int, int] = MODEL_INPUT_SIZE, on_done: ItemDone | None = None) -> Summary:
     """Process ``tasks`` into ``summary``; ``on_done(task, error_or_None)`` runs as each one settles.
 
     Ctrl-C (KeyboardInterrupt) stops the job cleanly: writes in flight complete, queued ones are
@@ -183,7 +184,7 @@ def run_tasks(tasks: Sequence[Task], summary: Summary, *, model: RMBGModel, outp
 
     results = iter_remove_background([task.source for task in tasks], model=model, return_mask=return_mask,
                                      background=background, refine=refine, estimate_foreground=estimate_foreground,
-                                     batch_size=batch_size, workers=workers)
+                                     batch_size=batch_size, workers=workers, input_size=input_size)
     try:
         for task, result in zip(tasks, results):
             if result.error is not None:
