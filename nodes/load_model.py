@@ -37,11 +37,11 @@ class RMBGLoadModel:
                 }),
                 "device": (DEVICES, {
                     "default": "auto",
-                    "tooltip": "auto = ComfyUI's device (the GPU unless ComfyUI runs with --cpu); or force one.",
+                    "tooltip": "'auto' = ComfyUI's device (the GPU unless ComfyUI runs with --cpu); or force one.",
                 }),
                 "dtype": (DTYPES, {
                     "default": "auto",
-                    "tooltip": "auto = float16 on CUDA (unless ComfyUI says float16 is unsafe there), float32 "
+                    "tooltip": "'auto' = float16 on CUDA (unless ComfyUI says float16 is unsafe there), float32 "
                                "elsewhere. float32 on CPU matches BRIA's reference masks within one grey level.",
                 }),
             },

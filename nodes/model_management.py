@@ -30,7 +30,8 @@ except ImportError:  # not running inside ComfyUI
 ACTIVATION_BYTES_PER_IMAGE = 640 * 1024 * 1024
 
 
-class NetworkHolder(torch.nn.Module):
+# ComfyUI's log names a managed model by its class: "Requested to load RMBG".
+class RMBG(torch.nn.Module):
     """A plain module around the network: ModelPatcher sets bookkeeping attributes (``device``,
     ``model_loaded_weight_memory``, ...) on the module it manages, and they belong here, not on
     the network that rmbg_core shares."""
@@ -78,7 +79,7 @@ def manage(model: RMBGModel) -> ManagedModel:
     with _PATCHERS_LOCK:
         patcher = _PATCHERS.get(model)
         if patcher is None:
-            patcher = model_patcher.ModelPatcher(NetworkHolder(model.network), load_device=model.device,
+            patcher = model_patcher.ModelPatcher(RMBG(model.network), load_device=model.device,
                                                  offload_device=comfy_runtime.offload_device(model.device))
             _PATCHERS[model] = patcher
     return ManagedModel(model, patcher)

@@ -40,19 +40,22 @@ def refinement_inputs() -> dict[str, tuple]:
     Every default is the core's own "off", except that a widget cannot be empty: ``threshold`` 0 stands
     for the core's ``None`` (not set); a threshold of exactly 0 would make every non-zero pixel foreground.
     """
-    text = option_help()
+    text = {name: help_text[:1].upper() + help_text[1:] for name, help_text in option_help().items()}
     widgets = {
         "threshold": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99, "step": 0.01,
                                 "tooltip": f"{text['threshold']}. 0 = off."}),
-        "fill_holes": ("BOOLEAN", {"default": False, "tooltip": f"{text['fill_holes']}."}),
-        "keep_largest": ("BOOLEAN", {"default": False, "tooltip": f"{text['keep_largest']}."}),
+        "fill_holes": ("BOOLEAN", {"default": False, "label_on": "fill holes", "label_off": "keep holes",
+                                   "tooltip": f"{text['fill_holes']}."}),
+        "keep_largest": ("BOOLEAN", {"default": False, "label_on": "largest only", "label_off": "all parts",
+                                     "tooltip": f"{text['keep_largest']}."}),
         "min_area": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001,
                                "tooltip": f"{text['min_area']}. 0 = off."}),
         "grow": ("INT", {"default": 0, "min": -MAX_GROW, "max": MAX_GROW, "step": 1,
                          "tooltip": f"{text['grow']}. 0 = off."}),
         "feather": ("FLOAT", {"default": 0.0, "min": 0.0, "max": MAX_FEATHER, "step": 0.1,
                               "tooltip": f"{text['feather']}. 0 = off."}),
-        "invert": ("BOOLEAN", {"default": False, "tooltip": f"{text['invert']}."}),
+        "invert": ("BOOLEAN", {"default": False, "label_on": "inverted", "label_off": "as is",
+                               "tooltip": f"{text['invert']}."}),
     }
     return {name: widgets[name] for name in option_names()}
 

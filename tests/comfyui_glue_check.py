@@ -1,10 +1,11 @@
 """The nodes' ComfyUI glue, in-process, against ComfyUI's real model management, progress hook and
 interrupt flag. Run by tests/test_comfyui_integration.py with ComfyUI's own Python:
 
-    python comfyui_glue_check.py COMFYUI_DIR CHECKPOINT_DIR
+    python comfyui_glue_check.py COMFYUI_DIR BASE_DIR
 
-CHECKPOINT_DIR holds ``model.safetensors`` (any RMBG-1.4-shaped weights). Prints one JSON object of
-observations; the test makes the assertions.
+BASE_DIR is ComfyUI's base directory for this check (as ``--base-directory`` sets it), so the checkout's
+own models folder is never looked at; ``BASE_DIR/models/rmbg/model.safetensors`` holds any
+RMBG-1.4-shaped weights. Prints one JSON object of observations; the test makes the assertions.
 """
 
 import dataclasses
@@ -15,11 +16,12 @@ from pathlib import Path
 from pack_import import import_pack
 
 
-def main(comfyui_dir: str, checkpoint_dir: str) -> dict:
+def main(comfyui_dir: str, base_dir: str) -> dict:
     sys.path.insert(0, comfyui_dir)
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True  # before comfy.model_management: this machine may have no GPU
+    comfy.cli_args.args.base_directory = base_dir  # before folder_paths, which reads it on import
     import comfy.model_management as mm
     import comfy.utils
     import folder_paths
@@ -28,8 +30,8 @@ def main(comfyui_dir: str, checkpoint_dir: str) -> dict:
     nodes = import_pack().NODE_CLASS_MAPPINGS
     seen = {}
 
-    folder_paths.add_model_folder_path("rmbg", checkpoint_dir)
-    (Path(checkpoint_dir) / "README.md").write_text("not a checkpoint")
+    (Path(base_dir) / "models" / "rmbg" / "README.md").write_text("not a checkpoint")
+    seen["rmbg_folders"] = folder_paths.get_folder_paths("rmbg")
     seen["choices"] = nodes["RMBGLoadModel"].INPUT_TYPES()["required"]["model"][0]
     seen["rmbg_extensions"] = sorted(folder_paths.folder_names_and_paths["rmbg"][1])
 

@@ -6,8 +6,10 @@ the reason otherwise. Takes a few minutes on a CPU: every image goes through IS-
 """
 
 import json
+import re
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,8 +95,11 @@ def test_pack_loads_and_object_info_lists_the_nodes(server):
             for name, spec in part.items():
                 assert spec[1].get("tooltip"), f"{entry['name']}.{name} has no tooltip"
     choices = ours["RMBGLoadModel"]["input"]["required"]["model"][0]
-    assert choices == ["briaai/RMBG-1.4", FIXTURE_MODEL], "models/rmbg lists checkpoints only"
-    assert server.get_json("/models/rmbg") == [FIXTURE_MODEL]
+    assert choices[0] == "briaai/RMBG-1.4"
+    # The checkout's own extra_model_paths.yaml (always read) may map more rmbg folders: judge ours only.
+    folder = server.base / "models" / "rmbg"
+    assert [name for name in choices if (folder / name).exists()] == [FIXTURE_MODEL], "checkpoints only, no README.md"
+    assert [name for name in server.get_json("/models/rmbg") if (folder / name).exists()] == [FIXTURE_MODEL]
 
 
 def test_comfy_glue_in_process(comfyui, tmp_path):
@@ -104,19 +109,23 @@ def test_comfy_glue_in_process(comfyui, tmp_path):
     from conftest import random_state_dict
 
     checkout, python = comfyui
-    save_file(random_state_dict(5), str(tmp_path / "model.safetensors"))
+    folder = tmp_path / "models" / "rmbg"
+    folder.mkdir(parents=True)
+    save_file(random_state_dict(5), str(folder / "model.safetensors"))
     done = subprocess.run([str(python), str(REPO / "tests" / "comfyui_glue_check.py"), str(checkout), str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["choices"] == ["briaai/RMBG-1.4", "model.safetensors"], "README.md is not offered"
+    assert seen["rmbg_folders"] == [str(folder)], "only the check's own models/rmbg, never the checkout's"
+    assert "README.md" not in seen["choices"], "only checkpoint files are offered"
+    assert seen["choices"] == ["briaai/RMBG-1.4", "model.safetensors"]
     assert seen["rmbg_extensions"] == [".pt", ".pth", ".safetensors"]
     assert seen["one_patcher_per_model"]
     assert (seen["device"], seen["dtype"]) == ("cpu", "torch.float32"), "ComfyUI --cpu: its device, float32"
     assert seen["progress"] == [[2, 5], [4, 5], [5, 5]], "the progress bar advances per chunk"
     assert seen["shapes"] == [[5, 40, 30, 4], [5, 40, 30]]
-    assert seen["loaded_after_run"] == ["NetworkHolder"], "ComfyUI manages the weights"
-    assert seen["loaded_after_unload"] == [] and seen["loaded_after_rerun"] == ["NetworkHolder"]
+    assert seen["loaded_after_run"] == ["RMBG"], "ComfyUI manages the weights (its log: 'Requested to load RMBG')"
+    assert seen["loaded_after_unload"] == [] and seen["loaded_after_rerun"] == ["RMBG"]
     assert seen["rerun_max_diff"] < 1e-5
     assert seen["cancel"] == "raised" and seen["progress_before_cancel"] == [[2, 5]], "Cancel stops between chunks"
 
@@ -205,13 +214,17 @@ def test_weights_come_back_after_comfyui_unloads_them(server, fixture_dir):
         expected = pixels(fixture_dir / photo.replace(".png", ".mask.png"))
         assert np.abs(pixels(server.outputs(entry, "5")[0])[..., 0] - expected).max() <= 1
 
+    def loads() -> int:
+        """ComfyUI's log lines for loading our weights, which name the model as a user knows it."""
+        return len(re.findall(r"^Requested to load RMBG$", server.log(), flags=re.MULTILINE))
+
     run("astronaut.png")
-    loads = server.log().count("Requested to load NetworkHolder")
-    assert loads >= 1, "the weights go through ComfyUI's model management"
+    before = loads()
+    assert before >= 1, "the weights go through ComfyUI's model management"
     assert server.request("POST", "/free", {"unload_models": True})[0] == 200
     time.sleep(3)
     run("coffee.png")
-    assert server.log().count("Requested to load NetworkHolder") == loads + 1, "reloaded after the unload"
+    assert loads() == before + 1, "reloaded after the unload"
 
 
 # ---------------------------------------------------------------------------------------------- edge options
@@ -341,8 +354,13 @@ def test_hub_model_offline_is_a_node_error(server):
               "3": remover(["2", 0]), "4": save(["3", 0], "never")}
     error = events(server.run(prompt))["execution_error"]
     assert error["node_type"] == "RMBGLoadModel"
-    message = error["exception_message"]
-    assert "offline" in message and str(server.base / "models" / "rmbg" / "RMBG-1.4") in message
+    assert error["exception_type"] == "rmbg-kit.HubModelUnavailable", "not the pack's path on disk"
+    message = error["exception_message"].strip()
+    # The first rmbg folder: ours, unless the checkout's extra_model_paths.yaml maps one (it comes first).
+    named = re.match(r"briaai/RMBG-1\.4 is not in (/\S+/RMBG-1\.4) and cannot be downloaded: ComfyUI runs offline "
+                     r"\(HF_HUB_OFFLINE=1\)\. Put model\.safetensors from \S+ into that folder, or accept", message)
+    assert named and "\n" not in message, message
+    assert not Path(named.group(1)).exists(), "the failed attempt leaves no RMBG-1.4/.cache/huggingface behind"
 
 
 # ---------------------------------------------------------------------------------------------- examples

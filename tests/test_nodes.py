@@ -85,6 +85,23 @@ def test_input_types_are_valid(pack, key):
     assert node.DESCRIPTION and node.CATEGORY
 
 
+@pytest.mark.parametrize("key", sorted(NODE_NAMES))
+def test_widgets_read_like_core_nodes(pack, key):
+    """Tooltips start like sentences (a capital, a number or a quoted value such as 'auto', never a
+    lower-case word); switches show words (label_on/label_off), not ComfyUI's bare true/false."""
+    node = pack.NODE_CLASS_MAPPINGS[key]
+    declared = node.INPUT_TYPES()
+    inputs = {**declared["required"], **declared.get("optional", {})}
+    texts = {f"input {name}": options["tooltip"] for name, (_, options) in inputs.items()}
+    texts.update({f"output {index}": text for index, text in enumerate(node.OUTPUT_TOOLTIPS)})
+    texts["DESCRIPTION"] = node.DESCRIPTION
+    for where, text in texts.items():
+        assert not text[0].islower(), f"{key} {where}: {text!r} does not start a sentence"
+    for name, (kind, options) in inputs.items():
+        if kind == "BOOLEAN":
+            assert options.get("label_on") and options.get("label_off"), f"{key}.{name} shows true/false"
+
+
 def test_model_socket_type_is_shared(pack):
     loader, remover = pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"], pack.NODE_CLASS_MAPPINGS["RMBGRemoveBackground"]
     assert loader.RETURN_TYPES == (remover.INPUT_TYPES()["required"]["rmbg_model"][0],)
@@ -261,7 +278,7 @@ def test_refine_mask_options_are_the_core_options(pack):
     optional = pack.NODE_CLASS_MAPPINGS["RMBGRefineMask"].INPUT_TYPES()["optional"]
     assert tuple(optional) == refine_module.option_names()
     for name, text in refine_module.option_help().items():
-        assert optional[name][1]["tooltip"].startswith(text)
+        assert optional[name][1]["tooltip"].startswith(text[:1].upper() + text[1:])
     assert (optional["grow"][1]["min"], optional["grow"][1]["max"]) == (-refine_module.MAX_GROW, refine_module.MAX_GROW)
     assert optional["feather"][1]["max"] == refine_module.MAX_FEATHER
     limits = {name: spec[1]["max"] for name, spec in optional.items() if spec[0] in ("INT", "FLOAT")}
@@ -382,12 +399,29 @@ def test_hub_model_uses_the_copy_in_models_rmbg(pack, models_dir):
     assert loaded.model.source == str(models_dir / "RMBG-1.4" / "model.safetensors")
 
 
-def test_hub_model_offline_says_what_to_do(pack, models_dir):
-    """Tests run with HF_HUB_OFFLINE=1: the message says so and where to put the file by hand."""
+def test_hub_model_offline_says_what_to_do_in_comfyui(pack, models_dir):
+    """Tests run with HF_HUB_OFFLINE=1: one line in ComfyUI's terms (the real folder to put the file
+    into, or the licence and a log-in), not the Python API's; ComfyUI's report names the error by its
+    class's module, which must not be the pack's path on disk; the attempt leaves no folder behind."""
     with pytest.raises(pack.rmbg_core.HubAccessError) as caught:
         pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]().load("briaai/RMBG-1.4", "cpu", "auto")
     message = str(caught.value)
-    assert "offline" in message and str(models_dir / "RMBG-1.4") in message
+    assert "\n" not in message and "HF_HUB_OFFLINE=1" in message
+    assert f"is not in {models_dir / 'RMBG-1.4'} and" in message and "Put model.safetensors from" in message
+    assert "accept the model's licence" in message and "hf auth login" in message
+    assert "pass a local checkpoint" not in message and "local_files_only" not in message
+    error_type = type(caught.value)
+    assert f"{error_type.__module__}.{error_type.__qualname__}" == "rmbg-kit.HubModelUnavailable"
+    assert list(models_dir.iterdir()) == [], "no RMBG-1.4/.cache/huggingface lock files are left"
+
+
+def test_failed_hub_download_keeps_what_the_user_made(pack, models_dir):
+    """A RMBG-1.4 folder the user made (with a note in it) stays; only the Hub client's .cache goes."""
+    (models_dir / "RMBG-1.4").mkdir()
+    (models_dir / "RMBG-1.4" / "where-from.txt").write_text("huggingface.co/briaai/RMBG-1.4")
+    with pytest.raises(pack.rmbg_core.HubAccessError):
+        pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]().load("briaai/RMBG-1.4", "cpu", "auto")
+    assert sorted(path.name for path in models_dir.rglob("*")) == ["RMBG-1.4", "where-from.txt"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
