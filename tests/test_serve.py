@@ -137,6 +137,8 @@ def test_options_give_the_cores_output(server, fixture_dir, real_model, query, f
         reply = server.post(f"/v1/remove?{query}", body, kind)
     assert reply.status == 200, reply
     assert reply.headers["content-type"] == {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}[fmt]
+    named = "chelsea" if form is not None else "mask" if "output=mask" in query else "cutout"
+    assert reply.headers["content-disposition"] == f'inline; filename="{named}.{fmt}"'  # raw bodies have no name
     assert reply.body == core(real_model, fixture_dir, fmt=fmt, **expected)
 
 

@@ -110,7 +110,9 @@ def test_worker_collects_concurrent_images_into_one_pass():
     model = CountingModel()
     worker = BatchWorker(model, input_size=(8, 8), max_batch=4, max_wait_s=0.5)
     try:
-        futures = [worker.submit(picture(value)) for value in range(6)]
+        futures = [worker.submit(picture(0))]
+        time.sleep(0.2)  # the worker holds the first image, waiting for more
+        futures += [worker.submit(picture(value)) for value in range(1, 6)]
         masks = [future.result(30) for future in futures]
     finally:
         worker.close(30)

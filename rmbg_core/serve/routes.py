@@ -22,7 +22,7 @@ from .fetch import fetch_image
 from .options import REMBG_HELP, RemoveOptions, option_docs, parse_options, parse_rembg_options, single_values
 from .problems import Problem
 from .service import RemovalService
-from .uploads import Upload, read_upload
+from .uploads import RAW_BODY, Upload, read_upload
 
 # nginx's "client closed request": logged for requests whose client left; never reaches anyone.
 CLIENT_GONE = 499
@@ -160,6 +160,7 @@ def _image(data: bytes | None, upload: Upload, options: RemoveOptions) -> Respon
     """The encoded image, named after the upload (``photo.jpg`` -> ``photo.png``); nothing if the client left."""
     if data is None:
         return Response(status_code=CLIENT_GONE)
-    stem = UNSAFE_NAME_CHARS.sub("_", PurePath(upload.name.split("?")[0]).stem)[:60].strip("._") or options.output
+    named = "" if upload.name == RAW_BODY else PurePath(upload.name.split("?")[0]).stem
+    stem = UNSAFE_NAME_CHARS.sub("_", named)[:60].strip("._") or options.output
     return Response(data, media_type=options.media_type,
                     headers={"Content-Disposition": f'inline; filename="{stem}{options.encoder.suffix}"'})

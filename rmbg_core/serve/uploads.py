@@ -25,6 +25,7 @@ from .problems import Problem
 # Raw bodies with these types are taken as image data (besides image/*); curl's -T sends none.
 RAW_TYPES = ("application/octet-stream", "")
 FORM_FIELDS = 64
+RAW_BODY = "request body"  # the name of an image sent as the whole body, in messages
 NAME_CHARS = 80
 
 
@@ -58,7 +59,7 @@ async def read_upload(request: Request, field: str, max_bytes: int) -> tuple[Upl
     try:
         if kind == "multipart/form-data":
             return await _read_form(limited, field)
-        return Upload(await limited.body(), "request body", kind), []
+        return Upload(await limited.body(), RAW_BODY, kind), []
     except UploadTooLarge as exc:
         raise too_large(exc.args[0], max_bytes) from None
 
