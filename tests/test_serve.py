@@ -32,7 +32,8 @@ from rmbg_core.jobs import OUTPUT_FORMATS
 from serve_process import HOST, ServeProcess, multipart
 
 pytestmark = pytest.mark.skipif(
-    any(find_spec(name) is None for name in ("fastapi", "uvicorn", "multipart")),
+    find_spec("fastapi") is None or find_spec("uvicorn") is None
+    or (find_spec("python_multipart") is None and find_spec("multipart") is None),
     reason="the serve extra (fastapi, uvicorn, python-multipart) is not installed")
 
 TOKEN = "test-token-5b1e"

@@ -4,7 +4,6 @@ model load, an internal error, a URL fetch from a stand-in public host."""
 
 from __future__ import annotations
 
-import io
 import socket
 import subprocess
 import sys
@@ -17,16 +16,15 @@ from importlib.util import find_spec
 from typing import Iterator
 from urllib.parse import urlencode
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from rmbg_core import OptionError, Refinement, remove_background
 from rmbg_core.jobs import OUTPUT_FORMATS
 from serve_process import HOST, REPO, free_port, request
 
-SERVE_STACK = all(find_spec(name) is not None for name in ("fastapi", "uvicorn", "multipart"))
+SERVE_STACK = find_spec("fastapi") is not None and find_spec("uvicorn") is not None and (
+    find_spec("python_multipart") is not None or find_spec("multipart") is not None)
 needs_stack = pytest.mark.skipif(not SERVE_STACK, reason="the serve extra (fastapi, uvicorn, python-multipart) "
                                                          "is not installed")
 SMALL = 64
