@@ -109,7 +109,7 @@ def fetch_image(url: str, *, max_bytes: int, timeout: float, resolve: Resolver |
                 return Upload(data, name, declared_type(response.getheader("content-type")))
             finally:
                 response.close()
-        except TimeoutError:
+        except (TimeoutError, socket.timeout):  # one class since Python 3.10
             raise Problem(504, f"{name}: no answer within {timeout:g} s") from None
         except OSError as exc:
             raise Problem(502, f"{name}: cannot fetch ({exc.strerror or exc})") from None

@@ -56,9 +56,9 @@ class RemovalService:
             if model is None:
                 source = {} if self.source is None else {"source": self.source}
                 model = load_model(**source, device=self.settings.device, dtype=self.settings.dtype)
+            self.model = model
             self.worker = BatchWorker(model, input_size=self.settings.input_size, max_batch=self.settings.max_batch,
                                       max_wait_s=self.settings.max_wait_ms / 1000.0)
-            self.model = model
         except RMBGError as exc:
             self._fail(str(exc))
         except Exception as exc:  # anything else is a bug or a broken install: log it whole, stop serving

@@ -78,21 +78,22 @@ async function process(item) {
       show(item, "error", `${response.status}: ${problem.error}${hint}`);
       return;
     }
-    finish(item, await response.blob(), params.get("format"), params.get("output") || "cutout");
+    const kind = params.has("background") ? "composite" : params.get("output") || "cutout";
+    finish(item, await response.blob(), params.get("format"), kind);
     return;
   }
 }
 
-function finish(item, blob, format, output) {
+function finish(item, blob, format, kind) {
   if (item.result) URL.revokeObjectURL(item.result);
   item.result = URL.createObjectURL(blob);
   item.node.querySelector(".result img").src = item.result;
   const stem = item.file.name.replace(/\.[^.]*$/, "") || "image";
   const link = item.node.querySelector(".download");
   link.href = item.result;
-  link.download = `${stem}-${output}.${format}`;
+  link.download = `${stem}-${kind}.${format}`;
   link.hidden = false;
-  show(item, "done", `${output}, ${format.toUpperCase()}, ${Math.round(blob.size / 1024)} KB`);
+  show(item, "done", `${kind}, ${format.toUpperCase()}, ${Math.round(blob.size / 1024)} KB`);
 }
 
 const drop = $("#drop");
