@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up and use in one command each: the first call makes .venv (CPU torch 2.13.0 first, so nothing
-# pulls a CUDA build, then this project with its test extra); later calls reuse it.
+# pulls a CUDA build, then this project with its test and serve extras); later calls reuse it.
 #   ./run.sh rmbg ARGS...        the command line (e.g. rmbg remove photos/ -o out/)
 #   ./run.sh tests [PYTEST ARGS] the test suite
 set -euo pipefail
@@ -12,7 +12,7 @@ if [ ! -f "$stamp" ]; then
   echo "run.sh: setting up $venv (one time)..." >&2
   "${PYTHON:-python3}" -m venv "$venv"
   "$venv/bin/python" -m pip install -q "$torch_spec"
-  "$venv/bin/python" -m pip install -q -e ".[test]"
+  "$venv/bin/python" -m pip install -q -e ".[test,serve]"
   touch "$stamp"
 fi
 command=${1:-}

@@ -289,7 +289,14 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (add_remove_command, add_export_command)
+def add_serve_command(subparsers: Any) -> None:
+    """``rmbg serve``: the HTTP service; its options live in :mod:`rmbg_core.serve.command`."""
+    from .serve.command import add_serve_command as add_serve
+
+    add_serve(subparsers)
+
+
+COMMANDS: tuple[Callable[[Any], None], ...] = (add_remove_command, add_export_command, add_serve_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -273,17 +273,25 @@ _KINDS = {"threshold": float, "feather": float, "min_area": float, "grow": int,
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
+def parse_flag(name: str, value: str | bool) -> bool:
+    """A yes/no option given as text ("true"/"false", "yes"/"no", "on"/"off", "1"/"0") or a bool."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise OptionError(f"{name} must be true or false, got {value!r}")
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Strings ("0.5", "true") and numpy scalars to the option's Python type; the rest is validated later."""
     if isinstance(value, np.generic):
         value = value.item()
     kind = _KINDS[name]
     if isinstance(value, str):
-        text = value.strip().lower()
         if kind is bool:
-            if text in _TRUE or text in _FALSE:
-                return text in _TRUE
-            raise OptionError(f"{name} must be true or false, got {value!r}")
+            return parse_flag(name, value)
+        text = value.strip().lower()
         try:
             value = float(text)
         except ValueError:

@@ -1,0 +1,61 @@
+"""The limits and switches of one HTTP service, checked once; imports no web framework."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import OptionError
+from ..options import check_count
+from ..processing import MODEL_INPUT_SIZE, check_input_size
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Every ``rmbg serve`` option except where to listen; ``create_app`` takes these as keywords.
+
+    ``device`` and ``dtype`` only apply when the app loads the model itself (from a source, not an
+    :class:`RMBGModel`). At most ``max_batch + queue`` removal requests are admitted at once (uploading,
+    waiting or in the model); more get 503, so memory stays bounded whatever the load.
+    """
+
+    device: str = "auto"
+    dtype: str = "auto"
+    input_size: tuple[int, int] = MODEL_INPUT_SIZE
+    max_batch: int = 8
+    max_wait_ms: float = 10.0
+    queue: int = 32
+    max_upload_mb: float = 25.0
+    max_megapixels: float = 40.0
+    token: str | None = None
+    allow_urls: bool = False
+    url_timeout_s: float = 15.0
+    workers: int = 4  # threads decoding uploads and encoding results, beside the model thread
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_size", check_input_size(self.input_size))
+        check_count(self.max_batch, "max_batch", 1)
+        check_count(self.queue, "queue", 0)
+        check_count(self.workers, "workers", 1)
+        for name in ("max_wait_ms", "max_upload_mb", "max_megapixels", "url_timeout_s"):
+            value = getattr(self, name)
+            low_ok = value >= 0 if name == "max_wait_ms" else value > 0
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not low_ok:
+                raise OptionError(f"{name} must be a {'non-negative' if name == 'max_wait_ms' else 'positive'} "
+                                  f"number, got {value!r}")
+        if self.token is not None and not self.token.strip():
+            raise OptionError("token must not be empty (leave it unset for no token)")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_pixels(self) -> int:
+        return int(self.max_megapixels * 1_000_000)
+
+    @property
+    def admitted_limit(self) -> int:
+        """Removal requests handled at once; one more is refused with 503."""
+        return self.max_batch + self.queue
