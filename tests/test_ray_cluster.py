@@ -1,0 +1,207 @@
+"""``rmbg remove --engine ray`` and the predictor on real Ray clusters on this machine: a separately started
+head (``ray start``, through ``--address``) and an in-process ``ray.init(num_cpus=2)``. Outputs must be the
+local CLI's, byte for byte. Small on purpose: a few images at a 64x64 network input.
+
+Ray binds the machine's non-loopback address, which tests may not use; so these run only inside a
+loopback-only network namespace (``./run.sh tests`` makes one where it can: ``unshare -n``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the [ray] extra is not installed (pip install 'rmbg-kit[ray]')")
+
+from rmbg_core import remove_background  # noqa: E402
+from rmbg_core.cli import main  # noqa: E402
+from rmbg_core.jobs import OUTPUT_FORMATS, Task  # noqa: E402
+from rmbg_core.ray import RemoveBackground  # noqa: E402
+from rmbg_core.ray.job import PACKAGE_DIR, Cluster, build_dataset  # noqa: E402
+
+from conftest import FIXTURE_DIR, REPO, SMALL_INPUT  # noqa: E402
+
+LOOPBACK_ONLY = [name for _, name in socket.if_nameindex()] == ["lo"]
+pytestmark = pytest.mark.skipif(
+    not LOOPBACK_ONLY, reason="Ray binds this machine's non-loopback address, which tests may not use: run them in "
+                              "a loopback-only network namespace (./run.sh tests does: unshare -n, lo up)")
+SMALL = ("--input-size", "64", "--device", "cpu", "--dtype", "float32")
+TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, fixture_dir) -> Path:
+    """Two fixture photos (one in a subfolder), a truncated PNG and an empty file."""
+    folder = tmp_path_factory.mktemp("photos")
+    (folder / "sub").mkdir()
+    shutil.copy(fixture_dir / "chelsea.png", folder / "chelsea.png")
+    shutil.copy(fixture_dir / "coffee.png", folder / "sub" / "coffee.png")
+    (folder / "corrupt.png").write_bytes((fixture_dir / "chelsea.png").read_bytes()[:600])
+    (folder / "empty.jpg").write_bytes(b"")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_outputs(photos, tmp_path_factory, fixture_dir) -> Path:
+    """What the local CLI writes for ``photos`` (recursive)."""
+    out = tmp_path_factory.mktemp("local")
+    assert main(["remove", str(photos), "-o", str(out), "-r", "--model", str(fixture_dir), *SMALL]) == 1
+    return out
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def summary_of(capsys) -> dict:
+    return json.loads(capsys.readouterr().out)
+
+
+def failed_inputs(summary: dict) -> list[str]:
+    return sorted(Path(failure["input"]).name for failure in summary["failed"])
+
+
+def test_a_job_through_address_on_a_separately_started_head(photos, local_outputs, fixture_dir, tmp_path):
+    """``ray start --head`` on 127.0.0.1 (started and stopped here, by its PID), the CLI as its own process."""
+    port = free_port()
+    environment = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
+                       PYTHONPATH=str(REPO))
+    log = tmp_path / "head.log"
+    ray_command = Path(sys.executable).with_name("ray")
+    with open(log, "wb") as output:
+        head = subprocess.Popen([str(ray_command), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+                                 "--port", str(port), "--num-cpus", "2", "--include-dashboard=false",
+                                 "--disable-usage-stats"], stdout=output, stderr=subprocess.STDOUT, env=environment,
+                                start_new_session=True)
+    try:
+        wait_for(lambda: b"Ray runtime started" in log.read_bytes(), head, log)
+        out = tmp_path / "out"
+        job = subprocess.run([sys.executable, "-m", "rmbg_core", "remove", str(photos), "-o", str(out), "-r",
+                              "--engine", "ray", "--address", f"127.0.0.1:{port}", "--num-workers", "1",
+                              "--model", str(fixture_dir), *SMALL, "--json"],
+                             cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=TIMEOUT)
+        assert job.returncode == 1, job.stderr
+        summary = json.loads(job.stdout)
+        assert (summary["written"], failed_inputs(summary)) == (2, ["corrupt.png", "empty.jpg"])
+        assert files(out) == files(local_outputs)
+    finally:
+        stop(head, f"127.0.0.1:{port}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(ready, process: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not ready():
+        assert process.poll() is None, f"ray start exited:\n{log.read_text(errors='replace')}"
+        assert time.monotonic() < deadline, f"ray start is not ready after {seconds} s:\n{log.read_text()}"
+        time.sleep(0.5)
+
+
+def stop(head: subprocess.Popen, address: str) -> None:
+    """SIGTERM to ``ray start --block``, which stops the processes it started (its session group if it hangs);
+    then forget the head as ``ray stop`` does, so a later ``ray.init()`` does not try to join it."""
+    head.send_signal(signal.SIGTERM)
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=30)
+    current = Path(tempfile.gettempdir(), "ray", "ray_current_cluster")
+    if current.is_file() and current.read_text().strip() == address:
+        current.unlink()
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    """An in-process two-CPU cluster whose workers import this checkout's rmbg_core."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"py_modules": [str(PACKAGE_DIR)]})
+    yield
+    ray.shutdown()
+
+
+def test_ray_job_writes_what_the_local_cli_writes_resumes_and_overwrites(photos, local_outputs, fixture_dir,
+                                                                         local_cluster, tmp_path, capsys):
+    out = tmp_path / "out"
+    command = ["remove", str(photos), "-o", str(out), "-r", "--model", str(fixture_dir), *SMALL, "--json",
+               "--engine", "ray", "--num-workers", "2", "--batch-size", "2"]
+    assert main(command) == 1
+    summary = summary_of(capsys)
+    assert (summary["written"], summary["skipped"], failed_inputs(summary)) == (2, 0, ["corrupt.png", "empty.jpg"])
+    assert [failure["error"] for failure in summary["failed"]] == [
+        f"{photos / 'corrupt.png'}: corrupt or truncated image (image file is truncated)",
+        f"{photos / 'empty.jpg'}: empty file"]
+    assert files(out) == files(local_outputs)
+
+    (out / "chelsea.png").write_bytes(b"an older output")
+    assert main(command) == 1  # the bad files are tried again; the outputs there are kept
+    summary = summary_of(capsys)
+    assert (summary["written"], summary["skipped"], len(summary["failed"])) == (0, 2, 2)
+    assert (out / "chelsea.png").read_bytes() == b"an older output"
+
+    assert main([*command, "--overwrite"]) == 1
+    assert (summary_of(capsys)["written"], files(out)) == (2, files(local_outputs))
+
+
+def test_uri_inputs_and_outputs_mask_webp_with_refinements(photos, fixture_dir, local_cluster, tmp_path, capsys):
+    options = ["--mask-only", "--format", "webp", "--fill-holes", "--grow", "2", "--model", str(fixture_dir), *SMALL]
+    local = tmp_path / "local"
+    assert main(["remove", str(photos / "chelsea.png"), str(photos / "sub"), "-o", str(local), *options]) == 0
+    out = tmp_path / "out"
+    assert main(["remove", f"file://{photos}/chelsea.png", f"file://{photos}/sub", "-o", f"file://{out}",
+                 *options, "--engine", "ray", "--num-workers", "1", "--json"]) == 0
+    capsys.readouterr()
+    assert sorted(files(out)) == ["chelsea.webp", "coffee.webp"]
+    assert files(out) == files(local)
+
+
+def test_the_predictor_in_a_pipeline_of_ones_own(photos, fixture_dir, local_cluster):
+    """The README's example: read_binary_files -> map_batches(RemoveBackground) -> rows."""
+    dataset = ray.data.read_binary_files(str(photos), include_paths=True)
+    dataset = dataset.map_batches(RemoveBackground, fn_constructor_kwargs={"model": str(fixture_dir), "device": "cpu",
+                                                                          "input_size": 64, "background": "#ffffff",
+                                                                          "output_format": "jpg"},
+                                  batch_size=4, compute=ray.data.ActorPoolStrategy(size=1))
+    rows = {Path(row["path"]).name: row for row in dataset.iter_rows()}
+    assert sorted(rows) == ["chelsea.png", "coffee.png", "corrupt.png", "empty.jpg"]
+    assert rows["empty.jpg"]["error"].endswith("empty.jpg: empty file")
+    assert "corrupt or truncated image" in rows["corrupt.png"]["error"] and rows["corrupt.png"]["output"] == b""
+    for name in ("chelsea.png", "coffee.png"):
+        expected = remove_background(rows[name]["path"], model=fixture_dir, background="#ffffff",
+                                     input_size=SMALL_INPUT)
+        assert rows[name]["error"] == ""
+        assert rows[name]["output"] == OUTPUT_FORMATS["jpg"].encode(expected)
+        assert (rows[name]["width"], rows[name]["height"]) == expected.size
+
+
+def test_gpus_per_worker_places_the_actors_on_gpus(local_cluster, monkeypatch, tmp_path):
+    """No GPU here: check what the model stage asks Ray for (the dataset is built, not run)."""
+    stages: list[dict] = []
+    map_batches = ray.data.Dataset.map_batches
+
+    def record(self, fn, **options):
+        stages.append({"fn": fn, **options})
+        return map_batches(self, fn, **options)
+
+    monkeypatch.setattr(ray.data.Dataset, "map_batches", record)
+    build_dataset([Task(tmp_path / "a.jpg", tmp_path / "a.png")], {"model": "m", "device": "auto"},
+                  Cluster(num_workers=3, gpus_per_worker=0.5, cpus_per_worker=2, batch_size=8))
+    model_stage, = [stage for stage in stages if stage["fn"] is RemoveBackground]
+    assert (model_stage["num_gpus"], model_stage["num_cpus"], model_stage["batch_size"]) == (0.5, 2, 8)
+    assert model_stage["compute"].min_size == model_stage["compute"].max_size == 3
+    assert model_stage["fn_constructor_kwargs"]["device"] == "auto"
