@@ -167,7 +167,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                        help="local: this process (default); ray: a Ray Data job (pip install 'rmbg-kit[ray]'), "
                             "where INPUT and OUT_DIR may also be URIs (s3://, gs://, file://...)")
     group.add_argument("--address", metavar="ADDR",
-                       help="Ray cluster to join (default: $RAY_ADDRESS, else a local cluster on this machine)")
+                       help="Ray cluster to join (default: $RAY_ADDRESS, else one 'ray start' runs on this machine, "
+                            "else a new local one)")
     group.add_argument("--num-workers", type=positive_int, metavar="N",
                        help="model actors (default: as many as the cluster's CPUs, or GPUs, allow)")
     group.add_argument("--gpus-per-worker", type=non_negative_float, metavar="G",

@@ -72,17 +72,22 @@ def failed_inputs(summary: dict) -> list[str]:
 
 
 def test_a_job_through_address_on_a_separately_started_head(photos, local_outputs, fixture_dir, tmp_path):
-    """``ray start --head`` on 127.0.0.1 (started and stopped here, by its PID), the CLI as its own process."""
+    """``ray start --head`` on 127.0.0.1 (started and stopped here, by its PID), the CLI as its own process.
+
+    The head keeps its files in a temp folder of its own, so nothing but ``--address`` leads the CLI to it
+    (``ray.init()`` alone would start a cluster of its own); its drivers' logs there show who joined.
+    """
     port = free_port()
     environment = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
                        PYTHONPATH=str(REPO))
+    environment.pop("RAY_ADDRESS", None)
+    temp = Path(tempfile.mkdtemp(prefix="rmbg-ray-"))  # short: Ray's socket paths live below it
     log = tmp_path / "head.log"
-    ray_command = Path(sys.executable).with_name("ray")
     with open(log, "wb") as output:
-        head = subprocess.Popen([str(ray_command), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-                                 "--port", str(port), "--num-cpus", "2", "--include-dashboard=false",
-                                 "--disable-usage-stats"], stdout=output, stderr=subprocess.STDOUT, env=environment,
-                                start_new_session=True)
+        head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+                                 "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+                                 "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp)],
+                                stdout=output, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
     try:
         wait_for(lambda: b"Ray runtime started" in log.read_bytes(), head, log)
         out = tmp_path / "out"
@@ -94,8 +99,10 @@ def test_a_job_through_address_on_a_separately_started_head(photos, local_output
         summary = json.loads(job.stdout)
         assert (summary["written"], failed_inputs(summary)) == (2, ["corrupt.png", "empty.jpg"])
         assert files(out) == files(local_outputs)
+        assert list((temp / "session_latest" / "logs").glob("python-core-driver-*"))  # the CLI joined this head
     finally:
-        stop(head, f"127.0.0.1:{port}")
+        stop(head)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -112,18 +119,14 @@ def wait_for(ready, process: subprocess.Popen, log: Path, seconds: float = 120) 
         time.sleep(0.5)
 
 
-def stop(head: subprocess.Popen, address: str) -> None:
-    """SIGTERM to ``ray start --block``, which stops the processes it started (its session group if it hangs);
-    then forget the head as ``ray stop`` does, so a later ``ray.init()`` does not try to join it."""
+def stop(head: subprocess.Popen) -> None:
+    """SIGTERM to ``ray start --block``, which stops the processes it started (its session group if it hangs)."""
     head.send_signal(signal.SIGTERM)
     try:
         head.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
         head.wait(timeout=30)
-    current = Path(tempfile.gettempdir(), "ray", "ray_current_cluster")
-    if current.is_file() and current.read_text().strip() == address:
-        current.unlink()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ driver, which keeps the summary and our progress display (Ray Data's own is swit
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from .predictor import Batch, RemoveBackground
 from .storage import STORE_ERRORS, RemoteStore, read_bytes, write_bytes
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
+MAX_BLOCKS = 10_000
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _RMBG_ERROR = re.compile(r"^rmbg_core\.errors\.\w+: ")  # Ray's report ends with "module.Class: message"
 
@@ -37,8 +39,8 @@ class JobFailed(RMBGError):
 
 @dataclass(frozen=True)
 class Cluster:
-    """Where and how wide a job runs: Ray's ``address`` (None: ``RAY_ADDRESS``, else a local cluster), the
-    number of model actors (None: as many as the cluster's CPUs or GPUs allow), each one's GPUs and CPUs,
+    """Where and how wide a job runs: Ray's ``address`` (None: ``RAY_ADDRESS``, else the cluster ``ray start``
+    runs on this machine, else a new local one), the number of model actors (None: as many as the cluster's CPUs or GPUs allow), each one's GPUs and CPUs,
     and the rows per forward pass."""
 
     address: str | None = None
@@ -96,7 +98,9 @@ def build_dataset(tasks: Sequence[Task], predictor: dict[str, Any], cluster: Clu
     rows = [{"index": index, "path": str(task.source), "source": _absolute(task.source, input_store),
              "output_path": str(task.output), "target": _absolute(task.output, output_store)}
             for index, task in enumerate(tasks)]
-    dataset = ray.data.from_items(rows)
+    # Blocks of one batch each, so every actor gets work even in a small job (fewer, larger ones past MAX_BLOCKS).
+    per_block = max(cluster.batch_size, math.ceil(len(rows) / MAX_BLOCKS))
+    dataset = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / per_block)))
     dataset = dataset.map_batches(read_sources, fn_kwargs={"store": input_store}, batch_format="numpy", num_cpus=0)
     dataset = dataset.map_batches(
         RemoveBackground, fn_constructor_kwargs=predictor, batch_size=cluster.batch_size, batch_format="numpy",
