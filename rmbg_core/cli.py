@@ -182,7 +182,7 @@ def run_remove(args: argparse.Namespace) -> int:
     output_format = checked_output_format(args)
     edges = edge_options(args)
     if args.engine == "ray":
-        return run_on_ray(args, output_format, edges)
+        return run_with_ray(args, output_format, edges)
     check_local_engine(args)
     if STDIN in args.inputs:
         return remove_stream(args, output_format, edges)
@@ -227,7 +227,7 @@ def finish_job(summary: Summary, reporter: Reporter, json_summary: bool) -> int:
     return exit_code(summary)
 
 
-def run_on_ray(args: argparse.Namespace, output_format: OutputFormat, edges: dict[str, Any]) -> int:
+def run_with_ray(args: argparse.Namespace, output_format: OutputFormat, edges: dict[str, Any]) -> int:
     """``--engine ray``: the same job on a Ray cluster (:mod:`rmbg_core.ray`, imported only here)."""
     try:
         from .ray.command import run_remove_on_ray

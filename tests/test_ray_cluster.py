@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed (pip install 'rmbg-kit[ray]')")
 
@@ -105,6 +106,34 @@ def test_a_job_through_address_on_a_separately_started_head(photos, local_output
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def test_sigterm_stops_a_ray_job_cleanly_with_130(fixture_dir, tmp_path):
+    """The rmbg command's stop signals survive Ray's start (its core installs a SIGTERM handler of its own)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(8):
+        shutil.copy(fixture_dir / "chelsea.png", photos / f"p{i}.png")
+    out = tmp_path / "out"
+    job = subprocess.Popen([sys.executable, "-m", "rmbg_core", "remove", str(photos), "-o", str(out), "--engine",
+                            "ray", "--num-workers", "1", "--model", str(fixture_dir), "--device", "cpu", "--json"],
+                           cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(out.glob("*.png")), job, tmp_path / "none", seconds=TIMEOUT)  # mid-job
+        job.send_signal(signal.SIGTERM)
+        stdout, stderr = job.communicate(timeout=TIMEOUT)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 130, stderr
+    summary = json.loads(stdout)
+    written = sorted(out.iterdir())
+    assert summary["interrupted"] and summary["written"] <= len(written) < 8
+    assert [path.suffix for path in written] == [".png"] * len(written)  # complete outputs only, no temp files
+    for path in written:
+        Image.open(path).load()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -114,9 +143,13 @@ def free_port() -> int:
 def wait_for(ready, process: subprocess.Popen, log: Path, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while not ready():
-        assert process.poll() is None, f"ray start exited:\n{log.read_text(errors='replace')}"
-        assert time.monotonic() < deadline, f"ray start is not ready after {seconds} s:\n{log.read_text()}"
+        assert process.poll() is None, f"the process exited:\n{_text(log)}"
+        assert time.monotonic() < deadline, f"not ready after {seconds} s:\n{_text(log)}"
         time.sleep(0.5)
+
+
+def _text(log: Path) -> str:
+    return log.read_text(errors="replace") if log.is_file() else ""
 
 
 def stop(head: subprocess.Popen) -> None:

@@ -105,5 +105,5 @@ def plan_ray_job(inputs: Sequence[str], output: str | None, *, suffix: str, recu
 
 def check_remote_folder(store: RemoteStore, location: str) -> None:
     """Refuse an output URI that names a file (an unreachable store fails here too, before any work)."""
-    if store.exists(location) and store.filesystem.get_file_info(store.path(location)).type.name == "File":
+    if store.is_file(location):
         raise UsageError(f"{location}: output path exists and is not a folder")

@@ -12,6 +12,8 @@ import logging
 import math
 import os
 import re
+import signal
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +70,26 @@ def connect(address: str | None) -> bool:
     """
     if ray.is_initialized():
         return False
-    with quiet_logs(logging.WARNING):  # e.g. the token warning of a throwaway local cluster
+    with quiet_logs(logging.WARNING), kept_signal_handlers():  # quiet: e.g. a throwaway cluster's token warning
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
                  runtime_env={"py_modules": [str(PACKAGE_DIR)]})
     return True
+
+
+@contextmanager
+def kept_signal_handlers() -> Iterator[None]:
+    """Put this process's SIGINT and SIGTERM handlers back after the block: Ray's core installs its own when
+    it starts, and the ``rmbg`` command's (a clean stop, exit 130) must stay."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 @contextmanager

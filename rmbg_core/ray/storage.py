@@ -82,8 +82,14 @@ class RemoteStore:
         return str(folder).rstrip("/") + "/" + relative.as_posix()
 
     def exists(self, location: Location) -> bool:
+        return self._kind(location) != fs.FileType.NotFound
+
+    def is_file(self, location: Location) -> bool:
+        return self._kind(location) == fs.FileType.File
+
+    def _kind(self, location: Location) -> fs.FileType:
         try:
-            return self.filesystem.get_file_info(self.path(location)).type != fs.FileType.NotFound
+            return self.filesystem.get_file_info(self.path(location)).type
         except STORE_ERRORS as exc:
             raise InputError(f"{location}: cannot look it up ({first_line(exc)})") from None
 
