@@ -30,7 +30,7 @@ from rmbg_core.jobs import OUTPUT_FORMATS, Task  # noqa: E402
 from rmbg_core.ray import RemoveBackground  # noqa: E402
 from rmbg_core.ray.job import PACKAGE_DIR, Cluster, build_dataset  # noqa: E402
 
-from conftest import FIXTURE_DIR, REPO, SMALL_INPUT  # noqa: E402
+from conftest import REPO, SMALL_INPUT  # noqa: E402
 
 LOOPBACK_ONLY = [name for _, name in socket.if_nameindex()] == ["lo"]
 pytestmark = pytest.mark.skipif(
