@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
 import sys
 from contextlib import suppress
@@ -20,7 +21,7 @@ from .compose import parse_color
 from .errors import RMBGError
 from .files import check_writable_folder
 from .interrupts import EXIT_INTERRUPTED, interrupt_guard, run_program
-from .jobs import OUTPUT_FORMATS, Failure, OutputFormat, Summary, plan_job, run_tasks
+from .jobs import OUTPUT_FORMATS, Failure, OutputFormat, Plan, Summary, plan_job, run_tasks
 from .model import RMBGModel, load_model
 from .options import count_problem
 from .processing import MODEL_INPUT_SIZE
@@ -54,6 +55,25 @@ def _int_at_least(text: str, low: int) -> int:
     problem = count_problem(value, low)
     if problem is not None:
         raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def positive_float(text: str) -> float:
+    return _float_checked(text, minimum=0.0, inclusive=False)
+
+
+def non_negative_float(text: str) -> float:
+    return _float_checked(text, minimum=0.0, inclusive=True)
+
+
+def _float_checked(text: str, *, minimum: float, inclusive: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+        bound = f"{minimum:g} or more" if inclusive else f"above {minimum:g}"
+        raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
     return value
 
 
@@ -134,40 +154,96 @@ def add_remove_command(subparsers: Any) -> None:
                        help="images per forward pass (default: 1)")
     speed.add_argument("--workers", type=non_negative_int, default=2, metavar="N",
                        help="threads decoding and encoding alongside the model; 0 for none (default: 2)")
+    add_engine_arguments(remove)
     remove.add_argument("--json", action="store_true",
                         help="print a JSON summary on stdout (on stderr with '-')")
     remove.set_defaults(handler=run_remove)
 
 
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """--engine and the Ray cluster options (README "At scale (Ray)")."""
+    group = parser.add_argument_group("engine")
+    group.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local: this process (default); ray: a Ray Data job (pip install 'rmbg-kit[ray]'), "
+                            "where INPUT and OUT_DIR may also be URIs (s3://, gs://, file://...)")
+    group.add_argument("--address", metavar="ADDR",
+                       help="Ray cluster to join (default: $RAY_ADDRESS, else one 'ray start' runs on this machine, "
+                            "else a new local one)")
+    group.add_argument("--num-workers", type=positive_int, metavar="N",
+                       help="model actors (default: as many as the cluster's CPUs, or GPUs, allow)")
+    group.add_argument("--gpus-per-worker", type=non_negative_float, metavar="G",
+                       help="GPUs per actor; above 0 the actors run on GPUs in float16 (default: 0, the CPU)")
+    group.add_argument("--cpus-per-worker", type=positive_float, metavar="C",
+                       help="CPUs per actor, which are its torch threads (default: 1)")
+
+
 def run_remove(args: argparse.Namespace) -> int:
-    """The ``remove`` handler: check options, then a folder job or a stdin-to-stdout conversion."""
+    """The ``remove`` handler: check options, then a folder job (here or on Ray) or a stdin-to-stdout conversion."""
     output_format = checked_output_format(args)
     edges = edge_options(args)
+    if args.engine == "ray":
+        return run_with_ray(args, output_format, edges)
+    check_local_engine(args)
     if STDIN in args.inputs:
         return remove_stream(args, output_format, edges)
-    if args.output_dir is None:
-        raise UsageError("-o/--output-dir is required (only '-' writes to stdout)")
-    out_dir = Path(args.output_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: output path exists and is not a folder")
+    out_dir = output_folder(args.output_dir)
     reporter = Reporter(sys.stderr)
     plan = plan_job(args.inputs, out_dir, suffix=output_format.suffix, recursive=args.recursive,
                     overwrite=args.overwrite)
     if plan.tasks:
         check_output_folder(out_dir)
-    summary = Summary(skipped=len(plan.skipped), failures=list(plan.failures))
-    for note in plan.notes:
-        reporter.note(note)
-    for failure in plan.failures:
-        reporter.failed(failure.error)
+    summary = report_plan(plan, reporter)
     if plan.tasks:
         model = model_from(args)
         reporter.start(len(plan.tasks))
         run_tasks(plan.tasks, summary, model=model, output_format=output_format, return_mask=args.mask_only,
                   background=args.background, **edges, batch_size=args.batch_size, workers=args.workers,
                   input_size=args.input_size, on_done=reporter.done)
-    reporter.summary(summary.finish(), sys.stdout if args.json else None)
+    return finish_job(summary, reporter, args.json)
+
+
+def output_folder(text: str | None) -> Path:
+    """``-o``'s folder, refused at once if it is missing or names a file."""
+    if text is None:
+        raise UsageError("-o/--output-dir is required (only '-' writes to stdout)")
+    out_dir = Path(text)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: output path exists and is not a folder")
+    return out_dir
+
+
+def report_plan(plan: Plan, reporter: Reporter) -> Summary:
+    """Print the plan's notes and failures (inputs that name nothing) and start the job's summary."""
+    for note in plan.notes:
+        reporter.note(note)
+    for failure in plan.failures:
+        reporter.failed(failure.error)
+    return Summary(skipped=len(plan.skipped), failures=list(plan.failures))
+
+
+def finish_job(summary: Summary, reporter: Reporter, json_summary: bool) -> int:
+    """Print the closing summary (JSON on stdout with ``--json``) and return the exit code."""
+    reporter.summary(summary.finish(), sys.stdout if json_summary else None)
     return exit_code(summary)
+
+
+def run_with_ray(args: argparse.Namespace, output_format: OutputFormat, edges: dict[str, Any]) -> int:
+    """``--engine ray``: the same job on a Ray cluster (:mod:`rmbg_core.ray`, imported only here)."""
+    try:
+        from .ray.command import run_remove_on_ray
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ("ray", "pyarrow"):
+            raise
+        raise UsageError(f"--engine ray needs Ray Data ({exc.name} is not installed): "
+                         "pip install 'rmbg-kit[ray]'") from None
+    return run_remove_on_ray(args, output_format, edges)
+
+
+def check_local_engine(args: argparse.Namespace) -> None:
+    """Refuse Ray's options without ``--engine ray`` (they would be silently ignored)."""
+    for option in ("address", "num_workers", "gpus_per_worker", "cpus_per_worker"):
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option.replace('_', '-')} needs --engine ray")
 
 
 def check_output_folder(out_dir: Path) -> None:

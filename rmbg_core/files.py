@@ -108,10 +108,15 @@ def check_writable_folder(folder: str | os.PathLike) -> None:
     os.unlink(probe)
 
 
+def part_name(name: str) -> str:
+    """A fresh hidden temp-file name for an output called ``name``, naming this process (see the module doc)."""
+    return f".{name}.{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}"
+
+
 def _create_part(target: Path) -> tuple[Path, BinaryIO]:
     """A new, exclusively created temp file next to ``target`` (mode 0o666 minus umask), named for this process."""
     while True:
-        temp = target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}"
+        temp = target.parent / part_name(target.name)
         try:
             descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         except FileExistsError:

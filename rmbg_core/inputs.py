@@ -13,7 +13,7 @@ import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, Union
 
 IMAGE_EXTENSIONS = frozenset({
     ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".dib", ".gif", ".tif", ".tiff",
@@ -23,9 +23,10 @@ IMAGE_EXTENSIONS = frozenset({
 
 @dataclass(frozen=True)
 class FoundImage:
-    """An input file (``path`` as the user spelled it) and where its output goes below the output folder."""
+    """An input file (``path`` as the user spelled it; a URI string on a remote store) and where its output
+    goes below the output folder."""
 
-    path: Path
+    path: Union[Path, str]
     relative: Path
 
 

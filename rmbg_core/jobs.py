@@ -13,8 +13,8 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from pathlib import Path, PurePath
+from typing import Any, Callable, Hashable, Iterable, Protocol, Sequence, Union
 
 from PIL import Image
 
@@ -22,7 +22,7 @@ from .batch import iter_remove_background, make_executor
 from .refine import RefinementLike
 from .compose import Color
 from .files import write_atomic
-from .inputs import FoundImage, find_images
+from .inputs import Discovery, FoundImage, find_images
 from .model import RMBGModel
 from .processing import MODEL_INPUT_SIZE
 
@@ -49,12 +49,16 @@ OUTPUT_FORMATS = {
 }
 
 
+# A file of a job: a local Path, or a URI string on a remote store (see Storage).
+Location = Union[Path, str]
+
+
 @dataclass(frozen=True)
 class Task:
     """One image to process and the file its output goes to."""
 
-    source: Path
-    output: Path
+    source: Location
+    output: Location
 
 
 @dataclass(frozen=True)
@@ -116,45 +120,86 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
+class Storage(Protocol):
+    """Where a job's files live, as the planner sees them: :data:`LOCAL_FILES`, or a remote store
+    (``rmbg_core.ray`` adds URIs read through pyarrow's file systems)."""
+
+    def join(self, folder: Location, relative: PurePath) -> Location:
+        """The location ``relative`` below ``folder``."""
+
+    def exists(self, location: Location) -> bool:
+        """Whether something is stored at ``location``."""
+
+    def keys(self, location: Location) -> list[Hashable]:
+        """Keys that are equal for two locations of the same file (comparable across stores)."""
+
+
+class LocalFiles:
+    """The local file system: one file under several names (symlinks, ``..``, hard links) shares a key."""
+
+    def join(self, folder: Location, relative: PurePath) -> Path:
+        return Path(folder) / relative
+
+    def exists(self, location: Location) -> bool:
+        return Path(location).exists()
+
+    def keys(self, location: Location) -> list[Hashable]:
+        identity = _file_identity(location)
+        return [("path", _real_path(location))] + ([("inode", identity)] if identity is not None else [])
+
+
+LOCAL_FILES = LocalFiles()
+
+
 def plan_job(arguments: Sequence[str], out_dir: str | os.PathLike, *, suffix: str, recursive: bool = False,
              overwrite: bool = False) -> Plan:
-    """Find the images ``arguments`` name (see :func:`inputs.find_images`) and plan their outputs.
-
-    Arguments that name nothing become failures; folders without images become notes.
-    """
+    """Find the images ``arguments`` name (see :func:`inputs.find_images`) and plan their outputs."""
     found = find_images(arguments, recursive=recursive, exclude=out_dir)
-    plan = plan_outputs(found.images, out_dir, suffix, overwrite=overwrite)
+    return plan_found(found, out_dir, suffix=suffix, recursive=recursive, overwrite=overwrite)
+
+
+def plan_found(found: Discovery, out_dir: Location, *, suffix: str, recursive: bool = False,
+               overwrite: bool = False, input_store: Storage = LOCAL_FILES,
+               output_store: Storage = LOCAL_FILES) -> Plan:
+    """Plan the outputs of the images found (see :func:`plan_outputs`).
+
+    Arguments that named nothing become failures; folders without images become notes.
+    """
+    plan = plan_outputs(found.images, out_dir, suffix, overwrite=overwrite, input_store=input_store,
+                        output_store=output_store)
     plan.failures[:0] = [Failure(argument, f"{argument}: {reason}") for argument, reason in found.problems]
     hint = "" if recursive else " (--recursive looks in subfolders)"
     plan.notes.extend(f"{folder}: no image files in this folder{hint}" for folder in found.empty_folders)
     return plan
 
 
-def plan_outputs(images: Sequence[FoundImage], out_dir: str | os.PathLike, suffix: str, *,
-                 overwrite: bool = False) -> Plan:
+def plan_outputs(images: Sequence[FoundImage], out_dir: Location, suffix: str, *,
+                 overwrite: bool = False, input_store: Storage = LOCAL_FILES,
+                 output_store: Storage = LOCAL_FILES) -> Plan:
     """Give every image its output ``out_dir/<relative folder>/<stem><suffix>`` and decide what to do.
 
     Two inputs with one output name (``a.jpg`` and ``a.png``) would overwrite each other: the later is a
     failure. An output that is any input of the job (itself or another; through symlinks, ``..`` or a
-    hard link) is a failure too, whatever ``overwrite`` says: inputs are never replaced.
+    hard link) is a failure too, whatever ``overwrite`` says: inputs are never replaced. The stores
+    say where inputs and outputs live (local files by default).
     """
     plan = Plan()
-    inputs = InputFiles(image.path for image in images)
-    claimed: dict[str, Path] = {}
+    inputs = InputFiles((image.path for image in images), input_store)
+    claimed: dict[Hashable, Location] = {}
     for image in images:
-        output = Path(out_dir) / image.relative.with_name(image.relative.stem + suffix)
-        key = _real_path(output)
-        if key in claimed:
+        output = output_store.join(out_dir, image.relative.with_name(image.relative.stem + suffix))
+        keys = output_store.keys(output)
+        if keys[0] in claimed:
             plan.failures.append(Failure(str(image.path), f"{image.path}: output {output} is already the output "
-                                         f"of {claimed[key]}; rename one (or use --recursive for nested folders)"))
+                                         f"of {claimed[keys[0]]}; rename one (or use --recursive for nested folders)"))
             continue
-        claimed[key] = image.path
-        replaced = inputs.find(output)
+        claimed[keys[0]] = image.path
+        replaced = inputs.find(keys)
         if replaced is not None:
             which = "itself" if replaced == image.path else str(replaced)
             plan.failures.append(Failure(str(image.path), f"{image.path}: the output {output} would replace the "
                                          f"input {which}; choose another output folder"))
-        elif output.exists() and not overwrite:
+        elif not overwrite and output_store.exists(output):
             plan.skipped.append(Task(image.path, output))
         else:
             plan.tasks.append(Task(image.path, output))
@@ -227,31 +272,24 @@ def _write(image: Image.Image, output: Path, output_format: OutputFormat) -> str
 
 
 class InputFiles:
-    """The input files of a job, found by real path (symlinks and ``..`` resolved) or file identity (hard links)."""
+    """The input files of a job, found by any of their store's keys (for local files: real path or identity)."""
 
-    def __init__(self, paths: Iterable[Path]) -> None:
-        self.by_path: dict[str, Path] = {}
-        self.by_identity: dict[tuple[int, int], Path] = {}
-        for path in paths:
-            self.by_path.setdefault(_real_path(path), path)
-            identity = _file_identity(path)
-            if identity is not None:
-                self.by_identity.setdefault(identity, path)
+    def __init__(self, locations: Iterable[Location], store: Storage = LOCAL_FILES) -> None:
+        self.by_key: dict[Hashable, Location] = {}
+        for location in locations:
+            for key in store.keys(location):
+                self.by_key.setdefault(key, location)
 
-    def find(self, path: Path) -> Path | None:
-        """The input that ``path`` is (the same file under any name), or None."""
-        found = self.by_path.get(_real_path(path))
-        if found is None:
-            identity = _file_identity(path)
-            found = self.by_identity.get(identity) if identity is not None else None
-        return found
+    def find(self, keys: Iterable[Hashable]) -> Location | None:
+        """The input that has one of ``keys`` (the same file under any name), or None."""
+        return next((self.by_key[key] for key in keys if key in self.by_key), None)
 
 
-def _real_path(path: Path) -> str:
+def _real_path(path: Location) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
-def _file_identity(path: Path) -> tuple[int, int] | None:
+def _file_identity(path: Location) -> tuple[int, int] | None:
     try:
         stat = os.stat(path)
     except OSError:
