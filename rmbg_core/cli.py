@@ -61,6 +61,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto)")
     group.add_argument("--dtype", default="auto",
                        help="auto (float16 on CUDA, else float32), float32, float16 or bfloat16 (default: auto)")
+    group.add_argument("--no-accelerate", dest="accelerate", action="store_false", default=None,
+                       help="run the plain PyTorch network, without the CPU accelerator (as RMBG_ACCELERATE=0)")
 
 
 def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +88,7 @@ def edge_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def model_from(args: argparse.Namespace) -> RMBGModel:
-    return load_model(args.model, device=args.device, dtype=args.dtype)
+    return load_model(args.model, device=args.device, dtype=args.dtype, accelerate=args.accelerate)
 
 
 def add_remove_command(subparsers: Any) -> None:

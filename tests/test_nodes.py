@@ -350,6 +350,20 @@ def test_loader_loads_a_checkpoint_from_the_folder(pack, models_dir, checkpoint_
     assert loaded.input_size == (1024, 1024)
 
 
+def test_loader_keeps_one_model_per_checkpoint_device_and_dtype(pack, models_dir, checkpoint_file):
+    """Two loaders naming the same checkpoint share one model (so one ModelPatcher in ComfyUI), which owns
+    its weights: ComfyUI moves them itself."""
+    (models_dir / "mine.safetensors").symlink_to(checkpoint_file)
+    loader = pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]()
+    (first,) = loader.load("mine.safetensors", "cpu", "float32")
+    (second,) = loader.load("mine.safetensors", "cpu", "float32")
+    (other,) = loader.load("mine.safetensors", "cpu", "bfloat16")
+    assert first is second and first is not other
+    elsewhere = pack.rmbg_core.load_model(checkpoint_file, device="cpu", dtype="float32")
+    assert elsewhere.network.conv_in.weight.data_ptr() != first.model.network.conv_in.weight.data_ptr(), \
+        "its tensors are its own, not shared with other loads of the checkpoint"
+
+
 def test_loader_auto_device_outside_comfyui_is_rmbg_core_auto(pack, models_dir, checkpoint_file):
     (models_dir / "mine.safetensors").symlink_to(checkpoint_file)
     (loaded,) = pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]().load("mine.safetensors", "auto", "auto")
