@@ -1,6 +1,6 @@
 """The ``rmbg`` command and ``python -m rmbg_core``: CPU runtime defaults first, then the CLI.
 
-The defaults (:mod:`rmbg_core.cpu_settings`) only take effect before torch is imported, and only a
+The defaults (:mod:`rmbg_core.cpu.settings`) only take effect before torch is imported, and only a
 program that owns its process should set them, so they are applied here and not on ``import rmbg_core``.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from .cpu_settings import apply_cpu_defaults
+from .cpu.settings import apply_cpu_defaults
 
 
 def main(argv: Sequence[str] | None = None) -> int:
