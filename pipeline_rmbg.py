@@ -26,9 +26,8 @@ from modeling_rmbg import RMBGForSegmentation
 from rmbg_core.api import render
 from rmbg_core.compose import Color, parse_color
 from rmbg_core.errors import InputError, OptionError
-from rmbg_core.folding import fold_batchnorm
 from rmbg_core.images import ImageInput, RGBImage, read_image
-from rmbg_core.model import set_head_dtype
+from rmbg_core.inference import prepare_network, release_buffers
 from rmbg_core.processing import MODEL_INPUT_SIZE, check_input_size, postprocess, preprocess
 from rmbg_core.refine import Refinement, option_names
 from rmbg_core.runtime import resolve_device, resolve_dtype
@@ -55,7 +54,8 @@ class RMBGPipeline(Pipeline):
     ``keep_largest``, ``min_area``, ``grow``, ``feather``, ``invert``), applied before the output is built;
     ``model_input_size=(h, w)`` for the network input (default the config's, 1024x1024);
     ``timeout`` in seconds for URL downloads. ``batch_size=N`` runs N images per forward pass.
-    Bad keyword values fail before any image is read.
+    Bad keyword values fail before any image is read. ``accelerate=False`` when the pipeline is made keeps
+    the plain PyTorch network (default: the CPU accelerator, unless ``RMBG_ACCELERATE=0``).
     """
 
     # No tokenizer, image processor or feature extractor exists for this model: never look for one.
@@ -65,15 +65,13 @@ class RMBGPipeline(Pipeline):
     _load_processor = False
     _load_video_processor = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, accelerate: bool | None = None, **kwargs: Any) -> None:
         for key in FACTORY_KEYWORDS:
             kwargs.pop(key, None)
         super().__init__(*args, **kwargs)
         if not self.model.training:
-            # As rmbg_core.load_model does: BatchNorm folded (the same function in fewer passes, see
-            # folding.py) and, under float16/bfloat16, float32 side heads; so the masks are the core's.
-            fold_batchnorm(self.model.net)
-            set_head_dtype(self.model.net, self.model.dtype)
+            # Prepared as rmbg_core.load_model prepares its network, so the masks are the core's.
+            prepare_network(self.model.net, device=self.device, dtype=self.model.dtype, accelerate=accelerate)
 
     def __call__(self, inputs: ImageInput | list[ImageInput], **kwargs: Any) -> Any:
         """One image gives one PIL image; a list gives a list, in order (an empty list gives [])."""
@@ -132,7 +130,7 @@ class RMBGPipeline(Pipeline):
                     background: Color | None = None, estimate_foreground: bool = False,
                     **refine_options: Any) -> Any:
         picture: RGBImage = model_outputs["image"]
-        self.model.net.buffer_pool.release(4 * picture.size[0] * picture.size[1])  # the mask takes pool memory
+        release_buffers(self.model.net, 4 * picture.size[0] * picture.size[1])  # the mask takes pool memory
         mask = postprocess(model_outputs["prediction"], picture.size)[0]
         return render(picture, mask, return_mask=return_mask, background=background,
                       refine=Refinement.from_options(refine_options), estimate_foreground=estimate_foreground)
@@ -182,22 +180,24 @@ def download(url: str, timeout: float | None = None) -> bytes:
 def load_pipeline(source: str | os.PathLike = DEFAULT_SOURCE, *, device: str | torch.device = "auto",
                   dtype: str | torch.dtype = "auto", revision: str | None = None, token: str | bool | None = None,
                   cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
-                  **pipeline_kwargs: Any) -> RMBGPipeline:
+                  accelerate: bool | None = None, **pipeline_kwargs: Any) -> RMBGPipeline:
     """An :class:`RMBGPipeline` from anything ``rmbg_core.load_model`` accepts, without remote code.
 
-    ``device`` / ``dtype`` as in ``load_model`` ("auto": CUDA in float16, else CPU in float32).
-    The model is a real ``RMBGForSegmentation`` built from the checkpoint (strict keys), so it can
-    ``save_pretrained``; ``pipeline_kwargs`` (e.g. ``batch_size``, ``return_mask``) become defaults.
+    ``device`` / ``dtype`` / ``accelerate`` as in ``load_model`` ("auto": CUDA in float16, else CPU in
+    float32; the CPU accelerator unless ``accelerate=False`` or ``RMBG_ACCELERATE=0``). The model is a
+    real ``RMBGForSegmentation`` built from the checkpoint (strict keys), so it can ``save_pretrained``;
+    ``pipeline_kwargs`` (e.g. ``batch_size``, ``return_mask``) become defaults.
     """
     target = resolve_device(device)
     target_dtype = resolve_dtype(dtype, target)
     path = locate_checkpoint(source, revision=revision, token=token, cache_dir=cache_dir,
                              local_files_only=local_files_only)
-    # As rmbg_core.load_model: built and folded in float32, then cast, so the weights are the core's.
-    network = build_network(read_state_dict(path), torch.float32, source=os.fspath(path))
-    model = RMBGForSegmentation.from_network(network)
-    fold_batchnorm(model.net)
-    return RMBGPipeline(model=model.to(target_dtype), device=target, task=TASK, **pipeline_kwargs)
+    # As rmbg_core.load_model: built in float32 and prepared (BatchNorm folds before the cast), so the
+    # weights are the core's; the pipeline's own preparation then finds nothing left to do.
+    model = RMBGForSegmentation.from_network(build_network(read_state_dict(path), torch.float32,
+                                                           source=os.fspath(path)))
+    prepare_network(model.net, device=target, dtype=target_dtype, accelerate=accelerate)
+    return RMBGPipeline(model=model, device=target, task=TASK, accelerate=accelerate, **pipeline_kwargs)
 
 
 def register() -> None:

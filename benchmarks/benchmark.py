@@ -15,7 +15,8 @@ Rows:
   onnxruntime (CPU, and CUDA when onnxruntime-gpu is installed), with rmbg-kit's pre/post-processing
   around it, so the row differs from ours by the engine only.
 - ``eager (model card)``: the model card's code path: ``F.interpolate`` on the full float image, the
-  unmodified network (BatchNorm, NCHW), float32; one image at a time, so on the CPU only at batch 1.
+  plain network as loaded (BatchNorm, NCHW, the CPU accelerator off: ``rmbg_core.network`` alone),
+  float32; one image at a time, so on the CPU only at batch 1.
 
 Every row reports its masks' difference from ``rmbg-kit float32`` on the same images (uint8 masks,
 max and mean grey levels). Images are the real-weights fixture photos resized to each input size.
@@ -71,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 ARGS = parse_args()
 sys.path.insert(0, os.fspath(REPO))
-from rmbg_core.cpu_settings import apply_cpu_defaults  # noqa: E402
+from rmbg_core.cpu.settings import apply_cpu_defaults  # noqa: E402
 
 if not ARGS.no_cpu_defaults:
     apply_cpu_defaults()  # as the rmbg command does; only works before torch is imported
@@ -110,7 +111,8 @@ def make_batch(size: tuple[int, int], batch: int, folder: Path | None) -> torch.
 # ---- the rows -------------------------------------------------------------------------------------------
 
 def model_card_predict(network: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The model card's path: full-resolution float NCHW tensor, F.interpolate, the plain network."""
+    """The model card's path: full-resolution float NCHW tensor, F.interpolate, the plain network
+    (``build_network`` gives it without the accelerator)."""
     with torch.inference_mode():
         masks = []
         for image in images:

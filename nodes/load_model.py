@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from ..rmbg_core.model import load_model
 from ..rmbg_core.runtime import resolve_device
 from . import comfy_runtime, model_folder
-from .model_management import ManagedModel, manage
+from .model_management import ManagedModel, load_managed
 from .options import CATEGORY, MODEL_TYPE
 
 DEVICES = ["auto", "cpu", "cuda", "mps"]
@@ -50,4 +49,4 @@ class RMBGLoadModel:
     def load(self, model: str, device: str = "auto", dtype: str = "auto") -> tuple[ManagedModel]:
         target = comfy_runtime.default_device() if device == "auto" else resolve_device(device)
         precision = comfy_runtime.auto_dtype(target) if dtype == "auto" else dtype
-        return (manage(load_model(model_folder.locate(model), device=target, dtype=precision)),)
+        return (load_managed(model_folder.locate(model), target, precision),)

@@ -3,20 +3,23 @@ need the memory and load them back before each run.
 
 What flows on an ``RMBG_MODEL`` socket is a :class:`ManagedModel`: the rmbg_core model plus the
 ComfyUI ``ModelPatcher`` that accounts for its weights. There is exactly one patcher per loaded
-model (two loaders naming the same checkpoint share both), so ComfyUI never holds two handles on
-one set of weights.
+model, and :func:`load_managed` keeps one model per checkpoint, device and dtype while it is in use
+(two loaders naming the same checkpoint share both), so ComfyUI never holds two handles on one set of
+weights.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..rmbg_core.model import RMBGModel
+from ..rmbg_core.model import RMBGModel, load_model
 from ..rmbg_core.processing import MODEL_INPUT_SIZE
 from . import comfy_runtime
 
@@ -34,7 +37,7 @@ ACTIVATION_BYTES_PER_IMAGE = 640 * 1024 * 1024
 class RMBG(torch.nn.Module):
     """A plain module around the network: ModelPatcher sets bookkeeping attributes (``device``,
     ``model_loaded_weight_memory``, ...) on the module it manages, and they belong here, not on
-    the network that rmbg_core shares."""
+    the network."""
 
     def __init__(self, network: torch.nn.Module) -> None:
         super().__init__()
@@ -83,3 +86,22 @@ def manage(model: RMBGModel) -> ManagedModel:
                                                  offload_device=comfy_runtime.offload_device(model.device))
             _PATCHERS[model] = patcher
     return ManagedModel(model, patcher)
+
+
+_LOADED: "weakref.WeakValueDictionary[tuple, ManagedModel]" = weakref.WeakValueDictionary()
+_LOADED_LOCK = threading.Lock()
+
+
+def load_managed(checkpoint: Path, device: torch.device, dtype: str | torch.dtype) -> ManagedModel:
+    """The managed model of ``checkpoint`` on ``device`` in ``dtype``: loaded once while in use.
+
+    The model owns its weights (``share=False``): ComfyUI moves ``model.network`` between devices
+    itself, and no other load may keep the tensors it moved away from alive.
+    """
+    stat = checkpoint.stat()
+    key = (os.fspath(checkpoint.resolve()), stat.st_size, stat.st_mtime_ns, str(device), str(dtype))
+    with _LOADED_LOCK:
+        managed = _LOADED.get(key)
+        if managed is None:
+            managed = _LOADED[key] = manage(load_model(checkpoint, device=device, dtype=dtype, share=False))
+        return managed

@@ -4,7 +4,7 @@ Public API: :func:`load_model`, :func:`remove_background` (one image), :func:`it
 (many, in order, errors per item), :class:`RMBGModel`; edge tools :class:`Refinement` with
 :func:`apply_refinement`, and :func:`estimate_foreground`.
 
-The names are imported on first use, so ``import rmbg_core.cpu_settings`` (and the ``rmbg`` command's
+The names are imported on first use, so ``import rmbg_core.cpu.settings`` (and the ``rmbg`` command's
 start) can run before torch is imported.
 """
 

@@ -1,6 +1,6 @@
 """The ``rmbg`` command and ``python -m rmbg_core``: signal handling and CPU runtime defaults first, then the CLI.
 
-The defaults (:mod:`rmbg_core.cpu_settings`) only take effect before torch is imported, and only a
+The defaults (:mod:`rmbg_core.cpu.settings`) only take effect before torch is imported, and only a
 program that owns its process should set them, so they are applied here and not on ``import rmbg_core``.
 The stop signals are handled from here on too (:mod:`rmbg_core.interrupts`), so a Ctrl-C while torch
 and the model load is as clean as one during the job.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from .cpu_settings import apply_cpu_defaults
+from .cpu.settings import apply_cpu_defaults
 from .interrupts import run_program
 
 

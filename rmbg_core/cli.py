@@ -98,6 +98,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--input-size", type=input_size, default=MODEL_INPUT_SIZE, metavar="N|HxW",
                        help="network input size (default: 1024, the model card's, the only size that reproduces "
                             "its masks; smaller is faster and coarser)")
+    group.add_argument("--no-accelerate", dest="accelerate", action="store_false", default=None,
+                       help="run the plain PyTorch network, without the CPU accelerator (as RMBG_ACCELERATE=0)")
 
 
 def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,7 +126,7 @@ def edge_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def model_from(args: argparse.Namespace) -> RMBGModel:
     """The model the options name."""
-    return load_model(args.model, device=args.device, dtype=args.dtype)
+    return load_model(args.model, device=args.device, dtype=args.dtype, accelerate=args.accelerate)
 
 
 def add_remove_command(subparsers: Any) -> None:

@@ -216,6 +216,10 @@ foreground (blur-fusion), and these mask refinements run, in this order, before 
 Bad values raise `OptionError` before any image is read. Every error this code raises on purpose
 (`InputError` for an unreadable image, `OptionError`, ...) is a `ValueError`: catch `ValueError`.
 
+On the CPU the pipeline runs rmbg-kit's accelerator (fused oneDNN kernels), which first checks the private
+torch ops it uses against plain PyTorch and stays off, with one warning, if your torch disagrees;
+`accelerate=False` when the pipeline is made, or `RMBG_ACCELERATE=0`, runs the plain network.
+
 The model alone:
 
 ```python

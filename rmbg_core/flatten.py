@@ -1,11 +1,15 @@
 """Flatten top-level front-end modules, plus the rmbg_core modules they need, into one folder's sources.
 
 transformers loads remote code from one flat folder and follows only ``from .name import ...``
-imports. The front ends import the core as ``from rmbg_core.name import ...`` and each other as
-``from sibling import ...``; exactly those forms are rewritten to relative imports, and any other
-way of importing rmbg_core (or a sibling) fails loudly, so the copy can never silently reach for a
-package hub users do not have. Core modules must import each other as ``from .name import ...``.
-The core modules copied are computed from those imports, transitively, never listed by hand.
+imports. The front ends import the core as ``from rmbg_core.name import ...`` (or
+``from rmbg_core.package.name import ...``) and each other as ``from sibling import ...``; exactly
+those forms are rewritten to relative imports of the flat file, and any other way of importing
+rmbg_core (or a sibling) fails loudly, so the copy can never silently reach for a package hub users do
+not have. Core modules import each other relatively, by module (``from .name import ...``,
+``from ..name import ...``, ``from .package.name import ...``), and those imports are rewritten to the
+flat folder's ``from .name import ...``; each module becomes one file named after it, so module names
+must be unique across the core's packages (a clash fails). The core modules copied are computed from
+those imports, transitively, never listed by hand.
 """
 
 from __future__ import annotations
@@ -34,41 +38,57 @@ def flatten(entry_modules: Iterable[str], *, root: Path = PROJECT_ROOT,
             core_dir: Path = CORE_DIR) -> dict[str, str]:
     """``{file name: source}`` for the entry modules (imports rewritten) and every core module they need.
 
-    Entry modules are ``root/<name>.py``; core modules are ``core_dir/<name>.py``.
+    Entry modules are ``root/<name>.py``; core module ``a.b`` is ``core_dir/a/b.py`` and becomes ``b.py``.
     """
     entries = list(entry_modules)
     sources: dict[str, str] = {}
+    owners: dict[str, str] = {}  # flat file name -> the module it holds
     needed: list[str] = []
     for name in entries:
         path = Path(root) / f"{name}.py"
         if not path.is_file():
             raise FlattenError(f"{path}: front-end module {name!r} not found")
         source, core_imports = rewrite_entry(path.read_text(encoding="utf-8"), str(path), set(entries))
+        _claim(owners, f"{name}.py", name)
         sources[f"{name}.py"] = source
         needed.extend(core_imports)
     while needed:
-        name = needed.pop()
-        filename = f"{name}.py"
-        if filename in sources:
+        module = needed.pop()
+        filename = f"{flat_name(module)}.py"
+        if owners.get(filename) == f"{CORE_PACKAGE}.{module}":
             continue
-        path = Path(core_dir) / filename
+        path = Path(core_dir).joinpath(*module.split(".")).with_suffix(".py")
         if not path.is_file():
-            raise FlattenError(f"{CORE_PACKAGE}.{name} is imported but {path} does not exist")
-        source = path.read_text(encoding="utf-8")
-        sources[filename] = source
-        needed.extend(core_relative_imports(source, str(path)))
+            if path.with_suffix("").joinpath("__init__.py").is_file():
+                raise FlattenError(f"{CORE_PACKAGE}.{module} is a package: import from the module that "
+                                   "defines the name, not from the package")
+            raise FlattenError(f"{CORE_PACKAGE}.{module} is imported but {path} does not exist")
+        _claim(owners, filename, f"{CORE_PACKAGE}.{module}")
+        sources[filename], imported = rewrite_core(path.read_text(encoding="utf-8"), str(path), module)
+        needed.extend(imported)
     for name in entries:
         sources[f"{name}.py"] += indirect_imports_block(f"{name}.py", sources)
     check_transformers_view(sources)
     return sources
 
 
-def rewrite_entry(source: str, filename: str, siblings: set[str]) -> tuple[str, list[str]]:
-    """Rewrite ``from rmbg_core.x import`` and ``from sibling import`` to relative imports.
+def flat_name(module: str) -> str:
+    """The flat folder's module name for core module ``module`` (``cpu.kernels`` -> ``kernels``)."""
+    return module.rsplit(".", 1)[-1]
 
-    Returns the new source and the core module names it imports. Any other import of the core or
-    of a sibling (``import rmbg_core``, ``from rmbg_core import x``, subpackages, relative imports)
-    raises :class:`FlattenError` naming the file and line.
+
+def _claim(owners: dict[str, str], filename: str, module: str) -> None:
+    if owners.setdefault(filename, module) != module:
+        raise FlattenError(f"{owners[filename]} and {module} would both be {filename} in the flat folder: "
+                           "rename one (module names must be unique across the core's packages)")
+
+
+def rewrite_entry(source: str, filename: str, siblings: set[str]) -> tuple[str, list[str]]:
+    """Rewrite ``from rmbg_core[.package].x import`` and ``from sibling import`` to flat relative imports.
+
+    Returns the new source and the core modules it imports (dotted, below ``rmbg_core``). Any other
+    import of the core or of a sibling (``import rmbg_core``, ``from rmbg_core import x``, relative
+    imports) raises :class:`FlattenError` naming the file and line.
     """
     lines = source.splitlines(keepends=True)
     core_imports = []
@@ -87,18 +107,14 @@ def rewrite_entry(source: str, filename: str, siblings: set[str]) -> tuple[str, 
                 target = module
             elif module.split(".")[0] == CORE_PACKAGE:
                 target = module[len(CORE_PACKAGE) + 1:]
-                if not target or "." in target:
+                if not target:
                     _fail(filename, node, f"'from {module} import ...' cannot be flattened; "
                                           f"use 'from {CORE_PACKAGE}.<module> import <name>'")
                 core_imports.append(target)
+                target = flat_name(target)
             else:
                 continue
-            index = node.lineno - 1
-            head, tail = lines[index][:node.col_offset], lines[index][node.col_offset:]
-            tail, count = re.subn(rf"^from\s+{re.escape(module)}(?=\s+import\b)", f"from .{target}", tail)
-            if count != 1:
-                _fail(filename, node, "import statement must start with 'from <module> import' on one line")
-            lines[index] = head + tail
+            _rewrite_line(lines, node, filename, re.escape(module), target)
     rewritten = "".join(lines)
     for node in ast.walk(ast.parse(rewritten, filename)):
         names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
@@ -108,20 +124,51 @@ def rewrite_entry(source: str, filename: str, siblings: set[str]) -> tuple[str, 
     return rewritten, core_imports
 
 
-def core_relative_imports(source: str, filename: str) -> list[str]:
-    """Names of the core modules a core module imports; only ``from .name import ...`` is allowed."""
+def rewrite_core(source: str, filename: str, module: str) -> tuple[str, list[str]]:
+    """Core module ``module``'s source with its relative imports made flat, and the modules it imports."""
+    lines = source.splitlines(keepends=True)
+    imported = []
+    for node, target in _core_imports(source, filename, module):
+        imported.append(target)
+        _rewrite_line(lines, node, filename, re.escape("." * node.level + node.module), flat_name(target))
+    return "".join(lines), imported
+
+
+def core_relative_imports(source: str, filename: str, module: str | None = None) -> list[str]:
+    """The core modules (dotted, below ``rmbg_core``) that core module ``module`` imports.
+
+    ``module`` defaults to a top-level module named after ``filename``. Only relative imports naming a
+    module are allowed (``from .name import x``, ``from ..name import x``, ``from .package.name import x``).
+    """
+    return [target for _, target in _core_imports(source, filename, module or Path(filename).stem)]
+
+
+def _core_imports(source: str, filename: str, module: str) -> list[tuple[ast.ImportFrom, str]]:
+    package = module.split(".")[:-1]
     found = []
     for node in ast.walk(ast.parse(source, filename)):
         if isinstance(node, ast.ImportFrom) and node.level:
-            if node.level != 1 or not node.module or "." in node.module:
-                _fail(filename, node, "core modules must import each other as 'from .module import name' "
-                                      "(no 'from . import x', no parent or sub-packages)")
-            found.append(node.module)
+            if not node.module or node.level - 1 > len(package):
+                _fail(filename, node, "core modules must import each other by module ('from .module import "
+                                      "name', 'from ..module import name'; no 'from . import x', nothing "
+                                      f"outside {CORE_PACKAGE})")
+            base = package[:len(package) - (node.level - 1)]
+            found.append((node, ".".join([*base, node.module])))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             if any(name.split(".")[0] == CORE_PACKAGE for name in names):
                 _fail(filename, node, f"core modules must not import {CORE_PACKAGE} by its absolute name")
     return found
+
+
+def _rewrite_line(lines: list[str], node: ast.ImportFrom, filename: str, spelled: str, flat: str) -> None:
+    """Turn ``from <spelled> import`` on ``node``'s line into ``from .<flat> import``."""
+    index = node.lineno - 1
+    head, tail = lines[index][:node.col_offset], lines[index][node.col_offset:]
+    tail, count = re.subn(rf"^from\s+{spelled}(?=\s+import\b)", f"from .{flat}", tail)
+    if count != 1:
+        _fail(filename, node, "import statement must start with 'from <module> import' on one line")
+    lines[index] = head + tail
 
 
 def indirect_imports_block(filename: str, sources: dict[str, str]) -> str:

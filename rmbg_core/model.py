@@ -10,66 +10,59 @@ from typing import Callable, Iterable, Sequence, Union
 import numpy as np
 import torch
 
+from .cpu.settings import resolve_accelerate
 from .errors import InputError
-from .folding import fold_batchnorm
 from .images import as_tensor, normalise_values, split_channels
-from .kernels import drop_packed_weights
+from .inference import HALF_DTYPES, clear_buffers, prepare_network, release_buffers, set_head_dtype, share_weights
 from .network import ISNet
 from .options import check_count
 from .processing import MODEL_INPUT_SIZE, postprocess, preprocess
 from .runtime import dtype_name, resolve_device, resolve_dtype
 from .weights import DEFAULT_SOURCE, build_network, locate_checkpoint, read_state_dict
 
+__all__ = ["HALF_DTYPES", "ProgressCallback", "RMBGModel", "load_model", "set_head_dtype"]
+
 ProgressCallback = Callable[[int, int], None]
 ARRAYS = (torch.Tensor, np.ndarray)
 ImageBatch = Union[torch.Tensor, np.ndarray, Sequence[Union[torch.Tensor, np.ndarray]]]
-# Under these body dtypes the side heads (a 64-to-1 convolution and the sigmoid) stay float32: in
-# bfloat16 the sigmoid near 1 has a resolution of 1/256, a whole grey level of the mask (measured on
-# the fixture photos: mean error 0.36-0.44 grey levels with bfloat16 heads, 0.01-0.27 with float32
-# ones), for well under 1% of the work.
-HALF_DTYPES = (torch.float16, torch.bfloat16)
-
-
-def set_head_dtype(network: ISNet, body_dtype: torch.dtype) -> None:
-    """Side heads in float32 under a half-precision body (see ``HALF_DTYPES``), else in the body's dtype."""
-    head_dtype = torch.float32 if body_dtype in HALF_DTYPES else body_dtype
-    for head in network.side_heads():
-        head.to(head_dtype)
 
 
 class RMBGModel:
     """The RMBG-1.4 "session": an :class:`ISNet` in eval mode on one device, in one dtype.
 
     ``predict`` takes channels-last images (ComfyUI's IMAGE layout) and returns masks at input size.
-    The network is prepared for inference in place: BatchNorm folded into the convolutions (see
-    :mod:`rmbg_core.folding`; its ``state_dict`` remains a valid checkpoint with the same outputs),
-    weights channels-last on CUDA, side heads kept in float32 under a half-precision body. ``checkpoint``
-    is the file the weights came from (None for a network passed in), for the original tensors.
+    The network is prepared for inference in place (:func:`rmbg_core.inference.prepare_network`): with
+    ``accelerate`` (default: unless ``RMBG_ACCELERATE=0``) the CPU accelerator is installed, BatchNorm
+    folded into the convolutions (its ``state_dict`` remains a valid checkpoint with the same outputs);
+    weights channels-last on CUDA, side heads kept in float32 under a half-precision body.
+    ``checkpoint`` is the file the weights came from (None for a network passed in), for the original
+    tensors.
     """
 
     def __init__(self, network: ISNet, *, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, source: str = "<network>",
-                 checkpoint: str | os.PathLike | None = None) -> None:
-        self.network = fold_batchnorm(network.eval().requires_grad_(False))
+                 checkpoint: str | os.PathLike | None = None, accelerate: bool | None = None) -> None:
+        self.network = network
         self.source = source
         self.checkpoint = checkpoint
+        self.accelerate = resolve_accelerate(accelerate)
         self.device = torch.device("cpu")
         self.dtype = dtype
+        # The network that load_model shares this one's weight tensors with (see there); None once moved.
+        self._shares_weights_of: ISNet | None = None
         self.to(device, dtype)
 
     def __repr__(self) -> str:
         return f"RMBGModel(source={self.source!r}, device='{self.device}', dtype={dtype_name(self.dtype)})"
 
     def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> "RMBGModel":
-        """Move (and optionally cast) the network in place, e.g. to offload it to the CPU; returns self."""
+        """Move (and optionally cast) this model's network in place, e.g. to offload it to the CPU; returns
+        self. Other models, even ones sharing its weights (see :func:`load_model`), stay where they are."""
         target = self.device if device is None else _concrete(resolve_device(device))
         target_dtype = self.dtype if dtype is None else resolve_dtype(dtype, target)
-        # Channels-last weights suit cuDNN; on the CPU oneDNN works from its own blocked copies (kernels.py).
-        layout = torch.channels_last if target.type == "cuda" else torch.contiguous_format
-        drop_packed_weights(self.network)
-        self.network.buffer_pool.clear()
-        self.network.to(device=target, dtype=target_dtype, memory_format=layout)
-        set_head_dtype(self.network, target_dtype)
+        prepare_network(self.network, device=target, dtype=target_dtype, accelerate=self.accelerate)
+        if (target, target_dtype) != (self.device, self.dtype):
+            self._shares_weights_of = None  # its own tensors now: nothing to keep alive for sharing
         self.device, self.dtype = target, target_dtype
         return self
 
@@ -84,7 +77,7 @@ class RMBGModel:
         chunks of ``batch_size`` so memory stays bounded; every mask is min-max normalised on its
         own, so results equal one-at-a-time. ``callback(done, total)`` runs after each chunk (it
         may raise to cancel). On the CPU the network keeps its activation buffers for the next call
-        (about 250 MB per image of ``batch_size``, see :mod:`rmbg_core.buffer_pool`);
+        (about 250 MB per image of ``batch_size``, see :mod:`rmbg_core.cpu.buffer_pool`);
         ``keep_buffers=False`` gives them back when this call ends, for hosts that run other models
         between calls.
         """
@@ -93,7 +86,7 @@ class RMBGModel:
             return self._predict(images, batch_size, input_size, callback)
         finally:
             if not keep_buffers:
-                self.network.buffer_pool.clear()
+                clear_buffers(self.network)
 
     def _predict(self, images: ImageBatch, batch_size: int, input_size: tuple[int, int],
                  callback: ProgressCallback | None) -> torch.Tensor | list[torch.Tensor]:
@@ -122,7 +115,7 @@ class RMBGModel:
         prediction = self.network(network_input)
         del network_input
         if self.device.type == "cpu":
-            self.network.buffer_pool.release(out.numel() * out.element_size())
+            release_buffers(self.network, out.numel() * out.element_size())
             postprocess(prediction, tuple(rgb.shape[1:3]), out=out)
         else:
             out.copy_(postprocess(prediction, tuple(rgb.shape[1:3])))
@@ -131,7 +124,7 @@ class RMBGModel:
     def _predict_mixed_sizes(self, items: list[torch.Tensor], input_size: tuple[int, int]) -> list[torch.Tensor]:
         network_input = torch.cat([preprocess(item[None].to(self.device), input_size, self.dtype) for item in items])
         prediction = self.network(network_input)
-        self.network.buffer_pool.release(sum(item.shape[0] * item.shape[1] * 4 for item in items))
+        release_buffers(self.network, sum(item.shape[0] * item.shape[1] * 4 for item in items))
         return [postprocess(prediction[i:i + 1], tuple(item.shape[:2]))[0].cpu() for i, item in enumerate(items)]
 
 
@@ -172,31 +165,47 @@ def _concrete(device: torch.device) -> torch.device:
     return device
 
 
-_LOADED: "weakref.WeakValueDictionary[tuple, RMBGModel]" = weakref.WeakValueDictionary()
-_LOADED_LOCK = threading.Lock()
+# The network each load's models share their weight tensors with, per checkpoint, device, dtype and
+# accelerator setting: never handed out (no hooks, never moved), alive while a model uses its tensors.
+_SHARED: "weakref.WeakValueDictionary[tuple, ISNet]" = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
 
 
 def load_model(source: str | os.PathLike = DEFAULT_SOURCE, *, device: str | torch.device = "auto",
                dtype: str | torch.dtype = "auto", revision: str | None = None, token: str | bool | None = None,
-               cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None) -> RMBGModel:
+               cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
+               accelerate: bool | None = None, share: bool = True) -> RMBGModel:
     """Load RMBG-1.4 weights from a hub repo id, a folder or a checkpoint file onto ``device``.
 
-    Loads are shared while alive: the same checkpoint on the same device and dtype returns the same
-    model; different checkpoints, devices or dtypes are independent models.
+    Every call returns a model of its own. ``accelerate``: install the CPU accelerator (default True
+    unless ``RMBG_ACCELERATE=0``; False gives the plain PyTorch network). With ``share``, models loaded
+    alike (same checkpoint, device, dtype and accelerator setting) share their weight tensors while
+    they are alive: the file is read once and the memory held once. The shared tensors are read-only:
+    moving or casting a model (``model.to``) gives it tensors of its own and leaves the others alone;
+    writing into them in place would change every model sharing them (``share=False`` for a model that
+    owns its tensors outright, e.g. for a host that moves ``model.network`` itself).
     """
     target = _concrete(resolve_device(device))
     target_dtype = resolve_dtype(dtype, target)
+    accelerated = resolve_accelerate(accelerate)
     path = locate_checkpoint(source, revision=revision, token=token, cache_dir=cache_dir,
                              local_files_only=local_files_only)
-    stat = path.stat()
-    key = (os.fspath(path.resolve()), stat.st_size, stat.st_mtime_ns, str(target), target_dtype)
-    with _LOADED_LOCK:
-        model = _LOADED.get(key)
-        if model is not None and model.device == target and model.dtype == target_dtype:
-            return model
-        # Built in float32 so BatchNorm folds at full precision; RMBGModel then casts and moves it.
-        network = build_network(read_state_dict(path), torch.float32, source=os.fspath(path))
-        model = RMBGModel(network, device=target, dtype=target_dtype, source=os.fspath(source), checkpoint=path)
-        _LOADED[key] = model
-        return model
 
+    def loaded() -> ISNet:
+        # Built in float32 so BatchNorm folds at full precision; prepare_network then casts and moves it.
+        network = build_network(read_state_dict(path), torch.float32, source=os.fspath(path))
+        return prepare_network(network, device=target, dtype=target_dtype, accelerate=accelerated)
+
+    options = {"device": target, "dtype": target_dtype, "source": os.fspath(source), "checkpoint": path,
+               "accelerate": accelerated}
+    if not share:
+        return RMBGModel(loaded(), **options)
+    stat = path.stat()
+    key = (os.fspath(path.resolve()), stat.st_size, stat.st_mtime_ns, str(target), target_dtype, accelerated)
+    with _SHARED_LOCK:
+        shared = _SHARED.get(key)
+        if shared is None:
+            shared = _SHARED[key] = loaded()
+        model = RMBGModel(share_weights(shared), **options)
+        model._shares_weights_of = shared
+        return model

@@ -1,17 +1,22 @@
-"""IS-Net, the saliency network behind BRIA RMBG-1.4, written so a real checkpoint loads with strict keys.
+"""IS-Net, the saliency network behind BRIA RMBG-1.4, in plain PyTorch; a real checkpoint loads with strict keys.
 
 Module names (``stage1.rebnconv1.conv_s1.weight`` ...) are those of BRIA's ``briarmbg.py``; the five
 residual U-block classes of the original collapse into one, parametrised by height and dilation.
+Every submodule runs through ``module(...)``, so forward hooks fire on any stage, block, convolution or
+side head.
+
+As diffusers' attention modules do, each block computes through its ``processor``: the plain processors
+below are the model card's arithmetic, and another implementation (the CPU accelerator,
+:mod:`rmbg_core.cpu`) can be set with ``set_processor`` without changing module names, weights or hooks.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from .buffer_pool import BufferPool, pooled_empty
-from .kernels import conv_relu, conv_relu_joined, convolve, single_output_conv3x3, winograd_enabled
 
 # (name, height, in_channels, mid_channels, out_channels, dilated) of each residual U-block, in the order
 # they run: six encoder stages, then five decoder stages.
@@ -36,30 +41,19 @@ SIDE_CHANNELS = (64, 64, 128, 256, 512, 512)
 
 def upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Bilinearly resize ``x`` to the spatial size of ``like`` (align_corners=False, as the reference)."""
-    out = pooled_empty((*x.shape[:2], *like.shape[2:]), x.dtype)
-    if out is None:
-        return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
-    return torch.ops.aten.upsample_bilinear2d.out(x, list(like.shape[2:]), False, None, None, out=out)
+    return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
 
 
 def downsample(x: torch.Tensor) -> torch.Tensor:
     """2x2 max pooling with ceil mode, as between every stage of IS-Net."""
-    height, width = x.shape[2:]
-    out = pooled_empty((*x.shape[:2], height // 2, width // 2), x.dtype) if height % 2 == width % 2 == 0 else None
-    if out is None:
-        return F.max_pool2d(x, 2, stride=2, ceil_mode=True)
-    # Even sizes (no ceil padding): the maximum of the four pixels of each 2x2 cell, into a reused buffer.
-    top, bottom = x[:, :, 0::2], x[:, :, 1::2]
-    torch.maximum(top[..., 0::2], top[..., 1::2], out=out)
-    torch.maximum(out, bottom[..., 0::2], out=out)
-    return torch.maximum(out, bottom[..., 1::2], out=out)
+    return F.max_pool2d(x, 2, stride=2, ceil_mode=True)
 
 
 class ConvBNReLU(nn.Module):
     """3x3 convolution, BatchNorm, ReLU (``REBNCONV`` in the original; attribute names are key names).
 
-    Once :func:`rmbg_core.folding.fold_batchnorm` has folded the BatchNorm into the convolution
-    (``batchnorm_folded``), the block is one fused convolution + ReLU.
+    Several inputs are concatenated on channels first (a U-Net decoder step); taking them apart lets a
+    processor compute the convolution without building the concatenation.
     """
 
     def __init__(self, in_channels: int, out_channels: int, dilation: int = 1) -> None:
@@ -67,23 +61,14 @@ class ConvBNReLU(nn.Module):
         self.conv_s1 = nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation)
         self.bn_s1 = nn.BatchNorm2d(out_channels)
         self.relu_s1 = nn.ReLU(inplace=True)
-        self.batchnorm_folded = False
+        self.processor: Callable[..., torch.Tensor] = ConvBNReLUProcessor()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.batchnorm_folded:
-            return conv_relu(self.conv_s1, x)
-        return self.relu_s1(self.bn_s1(self.conv_s1(x)))
+    def set_processor(self, processor: Callable[..., torch.Tensor]) -> None:
+        """Compute this block with ``processor(block, *inputs)`` from now on."""
+        self.processor = processor
 
-    def joined(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        """``self(torch.cat((first, second), 1))``; once folded, without building the concatenation."""
-        if self.batchnorm_folded:
-            return conv_relu_joined(self.conv_s1, first, second)
-        return self(torch.cat((first, second), 1))
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        # Loaded tensors are a checkpoint's own: its BatchNorm applies again until folded anew.
-        self.batchnorm_folded = False
-        super()._load_from_state_dict(*args, **kwargs)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.processor(self, *inputs)
 
 
 class ResidualUBlock(nn.Module):
@@ -91,6 +76,8 @@ class ResidualUBlock(nn.Module):
 
     Pooled blocks (RSU7..RSU4) halve the resolution between encoder levels and dilate only the
     bottom convolution; ``dilated`` blocks (RSU4F) keep the resolution and dilate by 1, 2, 4, 8.
+    A decoder stage takes two inputs (the deeper result, upsampled, and the skip connection), which
+    ``rebnconvin`` concatenates.
     """
 
     def __init__(self, height: int, in_channels: int, mid_channels: int, out_channels: int,
@@ -106,42 +93,27 @@ class ResidualUBlock(nn.Module):
             level_out = out_channels if level == 1 else mid_channels
             self.add_module(f"rebnconv{level}d",
                             ConvBNReLU(2 * mid_channels, level_out, self._dilation(level)))
+        self.processor: Callable[..., torch.Tensor] = ResidualUBlockProcessor()
 
     def _dilation(self, level: int) -> int:
         if self.dilated:
             return 2 ** (level - 1)
         return 2 if level == self.height else 1
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run([x])
+    def encoder_level(self, level: int) -> ConvBNReLU:
+        """``rebnconv<level>``: level 1 is the top of the U, ``height`` its bottom."""
+        return getattr(self, f"rebnconv{level}")
 
-    def run(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        """The block on ``[x]``, or on ``[deeper, skip]`` (a decoder stage: ``deeper`` upsampled to
-        ``skip``'s size and concatenated with it). The list is emptied, so the (large) block input is
-        freed as soon as the first convolution has read it instead of living through the whole block.
-        """
-        pooled = not self.dilated
-        if len(inputs) == 1:
-            residual = self.rebnconvin(inputs.pop())
-        else:
-            upsampled = upsample_like(inputs[0], inputs[1])
-            skip = inputs.pop()
-            inputs.clear()
-            residual = self.rebnconvin.joined(upsampled, skip)
-            del upsampled, skip
-        skips = []
-        hx = residual
-        for level in range(1, self.height):
-            hx = getattr(self, f"rebnconv{level}")(hx)
-            skips.append(hx)
-            if pooled and level < self.height - 1:
-                hx = downsample(hx)
-        hx = getattr(self, f"rebnconv{self.height}")(hx)
-        for level in range(self.height - 1, 0, -1):
-            hx = getattr(self, f"rebnconv{level}d").joined(hx, skips.pop())
-            if pooled and level > 1:
-                hx = upsample_like(hx, skips[-1])
-        return hx + residual if hx.requires_grad else hx.add_(residual)
+    def decoder_level(self, level: int) -> ConvBNReLU:
+        """``rebnconv<level>d``, joining the level below with the skip connection of ``level``."""
+        return getattr(self, f"rebnconv{level}d")
+
+    def set_processor(self, processor: Callable[..., torch.Tensor]) -> None:
+        """Compute this block with ``processor(block, *inputs)`` from now on."""
+        self.processor = processor
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.processor(self, *inputs)
 
 
 class ISNet(nn.Module):
@@ -149,9 +121,6 @@ class ISNet(nn.Module):
 
     ``forward`` returns the main map ``(B, 1, H, W)``; with ``side_outputs=True`` it returns all six
     side maps, main first, as BRIA's model does (the training-time deep supervision outputs).
-    Inference on the CPU keeps its activation buffers in ``buffer_pool`` for the next call of the
-    same shape (see :mod:`rmbg_core.buffer_pool`; ``buffer_pool.clear()`` frees them), and in float32
-    computes its deep 3x3 layers as Winograd convolutions unless ``winograd`` is set to False.
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 1) -> None:
@@ -161,47 +130,126 @@ class ISNet(nn.Module):
             self.add_module(name, ResidualUBlock(height, cin, cmid, cout, dilated))
         for index, channels in enumerate(SIDE_CHANNELS, start=1):
             self.add_module(f"side{index}", nn.Conv2d(channels, out_channels, 3, padding=1))
-        self.buffer_pool = BufferPool()
-        # Float32 CPU inference runs the deep 3x3 layers as Winograd F(2x2, 3x3) (rmbg_core.winograd);
-        # False: every layer as a direct convolution.
-        self.winograd = True
+        self.processor: Callable[..., torch.Tensor | list[torch.Tensor]] = ISNetProcessor()
 
-    def forward(self, x: torch.Tensor, side_outputs: bool = False) -> torch.Tensor | list[torch.Tensor]:
-        with winograd_enabled(self.winograd):
-            if torch.is_grad_enabled():
-                return self._forward(x, side_outputs)
-            with self.buffer_pool.active(x):
-                return self._forward(x, side_outputs)
+    def encoder(self) -> list[ResidualUBlock]:
+        """The encoder stages stage1..stage6, in the order they run."""
+        return [getattr(self, name) for name, *_ in ENCODER_STAGES]
 
-    def _forward(self, x: torch.Tensor, side_outputs: bool) -> torch.Tensor | list[torch.Tensor]:
-        # Stages take their inputs in a list they empty (ResidualUBlock.run): every activation is
-        # referenced only while the U-Net still needs it, which bounds peak memory on large batches.
-        encoded: list[torch.Tensor] = []
-        for index, (name, *_) in enumerate(ENCODER_STAGES):
-            inputs = [downsample(encoded[-1]) if index else convolve(self.conv_in, x)]
-            encoded.append(getattr(self, name).run(inputs))
-        hx = encoded.pop()
-        decoded = [hx] if side_outputs else []
-        for name, *_ in DECODER_STAGES:
-            inputs = [hx, encoded.pop()]
-            del hx
-            hx = getattr(self, name).run(inputs)
-            if side_outputs:
-                decoded.append(hx)
-        if not side_outputs:
-            return self._side_map(self.side1, hx, x)
-        decoded.reverse()
-        return [self._side_map(getattr(self, f"side{i}"), feature, x) for i, feature in enumerate(decoded, start=1)]
+    def decoder(self) -> list[ResidualUBlock]:
+        """The decoder stages stage5d..stage1d, in the order they run."""
+        return [getattr(self, name) for name, *_ in DECODER_STAGES]
 
     def side_heads(self) -> list[nn.Conv2d]:
         """The side heads side1..side6 (side1 gives the main map)."""
         return [getattr(self, f"side{index}") for index in range(1, len(SIDE_CHANNELS) + 1)]
 
+    def set_processor(self, processor: Callable[..., torch.Tensor | list[torch.Tensor]]) -> None:
+        """Compute the network with ``processor(network, x, side_outputs)`` from now on."""
+        self.processor = processor
+
+    def forward(self, x: torch.Tensor, side_outputs: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        return self.processor(self, x, side_outputs)
+
+
+# ---- The plain processors: the model card's arithmetic --------------------------------------------------
+# The wiring of a U-block and of the network is written once, in ``run``; the steps between modules
+# (resampling, the residual sum, how a module is called) are methods, and an implementation that only
+# changes how those steps compute passes itself as ``steps`` to the plain wiring.
+
+
+class ConvBNReLUProcessor:
+    """``relu(bn(conv(cat(inputs))))``."""
+
+    def __call__(self, block: ConvBNReLU, *inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)
+        return block.relu_s1(block.bn_s1(block.conv_s1(x)))
+
+
+class _Resampling:
+    """The resampling steps both wirings use."""
+
     @staticmethod
-    def _side_map(head: nn.Conv2d, feature: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    def downsample(x: torch.Tensor) -> torch.Tensor:
+        return downsample(x)
+
+    @staticmethod
+    def upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return upsample_like(x, like)
+
+
+class ResidualUBlockProcessor(_Resampling):
+    """BRIA's RSU forward: ``rebnconvin`` on the input(s), a U-Net of ``height`` levels over its result,
+    the two added."""
+
+    def __call__(self, block: ResidualUBlock, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.run(block, list(inputs))
+
+    def run(self, block: ResidualUBlock, inputs: list[torch.Tensor], steps: object = None) -> torch.Tensor:
+        """The block on ``inputs``, a list emptied once ``rebnconvin`` has read it (a caller that holds no
+        other reference so frees the block input early). ``steps``: where ``downsample``, ``upsample_like``
+        and ``add`` come from (default: this processor's)."""
+        steps = self if steps is None else steps
+        pooled = not block.dilated
+        residual = block.rebnconvin(*inputs)
+        inputs.clear()
+        skips = []
+        hx = residual
+        for level in range(1, block.height):
+            hx = block.encoder_level(level)(hx)
+            skips.append(hx)
+            if pooled and level < block.height - 1:
+                hx = steps.downsample(hx)
+        hx = block.encoder_level(block.height)(hx)
+        for level in range(block.height - 1, 0, -1):
+            hx = block.decoder_level(level)(hx, skips.pop())
+            if pooled and level > 1:
+                hx = steps.upsample_like(hx, skips[-1])
+        return steps.add(hx, residual)
+
+    @staticmethod
+    def add(x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return x + residual
+
+
+class ISNetProcessor(_Resampling):
+    """IS-Net's forward: ``conv_in``, six encoder stages with 2x2 max pooling between them, five decoder
+    stages each joining the deeper result (upsampled) with an encoder stage's output, side heads to maps."""
+
+    def __call__(self, net: ISNet, x: torch.Tensor, side_outputs: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        return self.run(net, x, side_outputs)
+
+    def run(self, net: ISNet, x: torch.Tensor, side_outputs: bool = False,
+            steps: object = None) -> torch.Tensor | list[torch.Tensor]:
+        """The forward pass; ``steps``: where ``convolve``, ``stage``, ``downsample``, ``upsample_like`` and
+        ``side_map`` come from (default: this processor's)."""
+        steps = self if steps is None else steps
+        encoder = net.encoder()
+        # ``features`` holds the only reference to each stage output, and each stage gets its inputs in a
+        # list of its own, so a stage may free them once read (see ResidualUBlockProcessor.run).
+        features = [steps.stage(encoder[0], [steps.convolve(net.conv_in, x)])]
+        for stage in encoder[1:]:
+            features.append(steps.stage(stage, [steps.downsample(features[-1])]))
+        decoded = [features[-1]] if side_outputs else []
+        for stage in net.decoder():
+            # The deepest result so far, upsampled to the next encoder output's size, joins that output.
+            features.append(steps.stage(stage, [steps.upsample_like(features.pop(), features[-1]), features.pop()]))
+            if side_outputs:
+                decoded.append(features[-1])
+        if not side_outputs:
+            return steps.side_map(net.side1, features.pop(), x)
+        return [steps.side_map(head, feature, x) for head, feature in zip(net.side_heads(), reversed(decoded))]
+
+    @staticmethod
+    def convolve(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        return conv(x)
+
+    @staticmethod
+    def stage(stage: ResidualUBlock, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return stage(*inputs)
+
+    @staticmethod
+    def side_map(head: nn.Conv2d, feature: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """A side head's saliency map at the input size, computed in the head's own dtype (a model may
         keep its heads in float32 under a half-precision body)."""
-        if feature.dtype != head.weight.dtype:
-            converted = pooled_empty(feature.shape, head.weight.dtype)
-            feature = feature.to(head.weight.dtype) if converted is None else converted.copy_(feature)
-        return torch.sigmoid(upsample_like(single_output_conv3x3(head, feature), like))
+        return torch.sigmoid(upsample_like(head(feature.to(head.weight.dtype)), like))

@@ -77,20 +77,21 @@ def pack():
 
 
 @pytest.fixture
-def fast_model(random_model, checkpoint_dir, monkeypatch):
-    """``random_model`` predicting at ``SMALL_INPUT`` whatever size callers ask for, for plumbing tests.
+def fast_model(random_model, monkeypatch):
+    """``random_model``, with every model predicting at ``SMALL_INPUT`` whatever size callers ask for, for
+    plumbing tests.
 
     The CLI and the batch iterator always ask for the real 1024 input; this test-only patch keeps them
-    fast. Loads are shared, so ``rmbg --model <checkpoint_dir> --device cpu --dtype float32`` run in
-    this process gets this very object (checked below); subprocess tests run at the real size.
+    fast. It patches the class, so the model ``rmbg --model <checkpoint_dir>`` loads in this process
+    (its own, sharing ``random_model``'s weights) predicts small too; subprocess tests run at the real size.
     """
-    from rmbg_core import load_model
+    from rmbg_core import RMBGModel
 
-    original = random_model.predict
+    original = RMBGModel.predict
 
-    def predict(images, *, batch_size=1, input_size=None, callback=None):
-        return original(images, batch_size=batch_size, input_size=SMALL_INPUT, callback=callback)
+    def predict(self, images, *, batch_size=1, input_size=None, callback=None, keep_buffers=True):
+        return original(self, images, batch_size=batch_size, input_size=SMALL_INPUT, callback=callback,
+                        keep_buffers=keep_buffers)
 
-    monkeypatch.setattr(random_model, "predict", predict)
-    assert load_model(checkpoint_dir, device="cpu", dtype="float32") is random_model
+    monkeypatch.setattr(RMBGModel, "predict", predict)
     return random_model

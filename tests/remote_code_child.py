@@ -73,10 +73,11 @@ def differing_tensors(model):
 
 pipe = pipeline("image-segmentation", model=model_dir, trust_remote_code=True, device="cpu")
 report["pipeline"] = f"{type(pipe).__module__}.{type(pipe).__name__}"
+report["accelerated"] = bool(getattr(pipe.model.net.processor, "rmbg_accelerated", False))
 check(type(pipe).__name__ == "RMBGPipeline" and type(pipe).__module__.startswith("transformers_modules."),
       "pipeline class is not the exported RMBGPipeline")
-# The pipeline folds BatchNorm into the convolutions (as load_model does), so only its keys are the
-# checkpoint's; the AutoModel load below must hold the tensors exactly.
+# The pipeline installs the CPU accelerator and folds BatchNorm into the convolutions (as load_model does),
+# so only its keys are the checkpoint's; the AutoModel load below must hold the tensors exactly.
 check(sorted(pipe.model.state_dict()) == sorted("net." + key for key in reference),
       "pipeline model keys differ from the checkpoint")
 

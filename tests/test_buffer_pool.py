@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import rmbg_core.buffer_pool as buffer_pool
-from rmbg_core.buffer_pool import BufferPool
-from rmbg_core.network import downsample, upsample_like
+import rmbg_core.cpu.buffer_pool as buffer_pool
+from rmbg_core.cpu.buffer_pool import BufferPool
+from rmbg_core.cpu.kernels import downsample, upsample_like
 
 
 @pytest.fixture
@@ -82,7 +82,10 @@ def test_activations_captured_by_a_forward_hook_are_never_overwritten(network):
         captured.append(output)
         copies.append(output.clone())
 
-    handles = [network.stage1.register_forward_hook(keep), network.stage2d.register_forward_hook(keep)]
+    # Stages, a block inside one (the last decoder block of a U-block, whose output is the residual sum's
+    # operand) and a convolution inside a block.
+    hooked = [network.stage1, network.stage2d, network.stage3.rebnconv1d, network.stage4.rebnconvin.conv_s1]
+    handles = [module.register_forward_hook(keep) for module in hooked]
     try:
         with torch.inference_mode():
             network(batch())
@@ -90,6 +93,7 @@ def test_activations_captured_by_a_forward_hook_are_never_overwritten(network):
     finally:
         for handle in handles:
             handle.remove()
+    assert len(captured) == 2 * len(hooked), "every hook ran on both forward passes"
     for kept, copied in zip(captured, copies):
         assert torch.equal(kept, copied)
 
@@ -131,20 +135,26 @@ def test_concurrent_forward_passes_on_one_network_do_not_share_buffers(network):
     inputs = [batch(seed) for seed in range(4)]
     with torch.inference_mode():
         expected = [network(x) for x in inputs]
-    results = [None] * len(inputs)
+    results = [[] for _ in inputs]
+    errors = []
 
     def run(index):
-        with torch.inference_mode():
-            for _ in range(3):
-                results[index] = network(inputs[index])
+        try:
+            with torch.inference_mode():
+                for _ in range(3):
+                    results[index].append(network(inputs[index]))
+        except BaseException as exc:  # re-raised below: a failing thread must fail the test
+            errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(index,)) for index in range(len(inputs))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if errors:
+        raise errors[0]
     for got, want in zip(results, expected):
-        assert torch.equal(got, want)
+        assert len(got) == 3 and all(torch.equal(result, want) for result in got)
 
 
 @pytest.mark.parametrize("size,pooled", [((32, 48), True), ((31, 48), False), ((32, 47), False)])

@@ -40,11 +40,30 @@ def test_defaults_apply_only_before_torch_and_never_override(code, env, expected
     assert settings_after(code, **env) == expected
 
 
-def test_import_rmbg_core_does_not_import_torch():
+@pytest.mark.parametrize("code", [
+    "import rmbg_core",
+    "import rmbg_core.cpu; rmbg_core.cpu.apply_cpu_defaults(); rmbg_core.cpu.accelerate_by_default()",
+    "from rmbg_core.cpu.settings import apply_cpu_defaults; apply_cpu_defaults()",
+    "from rmbg_core.cpu_settings import apply_cpu_defaults; apply_cpu_defaults()",
+])
+def test_importing_the_settings_does_not_import_torch(code):
     # The public names load on first use, so the rmbg command can set the defaults before torch starts.
-    result = subprocess.run([sys.executable, "-c", "import sys, rmbg_core; print('torch' in sys.modules)"],
+    result = subprocess.run([sys.executable, "-c", f"import sys; {code}; print('torch' in sys.modules)"],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize("value,expected", [(None, True), ("", True), ("1", True), ("yes", True), ("0", False),
+                                            ("false", False), (" Off ", False), ("no", False)])
+def test_rmbg_accelerate_sets_the_default(value, expected, monkeypatch):
+    from rmbg_core.cpu.settings import accelerate_by_default, resolve_accelerate
+
+    if value is None:
+        monkeypatch.delenv("RMBG_ACCELERATE", raising=False)
+    else:
+        monkeypatch.setenv("RMBG_ACCELERATE", value)
+    assert accelerate_by_default() is expected and resolve_accelerate(None) is expected
+    assert resolve_accelerate(True) is True and resolve_accelerate(False) is False
 
 
 def test_rmbg_command_applies_them_before_torch():

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from rmbg_core import load_model, remove_background
+from rmbg_core.cpu.accelerator import is_accelerated
 from rmbg_core.weights import build_network, read_state_dict
 
 from conftest import FIXTURE_PHOTOS
@@ -18,9 +19,18 @@ def test_fixture_loads_with_strict_keys(fixture_dir):
     assert torch.equal(network.conv_in.weight, state["conv_in.weight"].float())
 
 
+@pytest.fixture(scope="module")
+def plain_model(fixture_dir):
+    """The plain PyTorch network alone: no accelerator, no BatchNorm folding."""
+    return load_model(fixture_dir, device="cpu", dtype="float32", accelerate=False)
+
+
+@pytest.mark.parametrize("accelerated", [True, False], ids=["accelerated", "plain"])
 @pytest.mark.parametrize("name", FIXTURE_PHOTOS)
-def test_float32_cpu_masks_match_reference(real_model, fixture_dir, name):
-    mask = np.asarray(remove_background(fixture_dir / f"{name}.png", model=real_model, return_mask=True)).astype(int)
+def test_float32_cpu_masks_match_reference(request, fixture_dir, name, accelerated):
+    model = request.getfixturevalue("real_model" if accelerated else "plain_model")
+    assert is_accelerated(model.network) is accelerated
+    mask = np.asarray(remove_background(fixture_dir / f"{name}.png", model=model, return_mask=True)).astype(int)
     expected = np.asarray(Image.open(fixture_dir / f"{name}.mask.png")).astype(int)
     assert mask.shape == expected.shape
     diff = np.abs(mask - expected)

@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rmbg_core.kernels import (conv_relu, conv_relu_joined, drop_packed_weights, onednn_fusion_available,
-                               single_output_conv3x3)
+from rmbg_core.cpu.kernels import conv_relu, drop_packed_weights, onednn_fusion_available, single_output_conv3x3
 
 
 def conv(in_channels=6, out_channels=5, dilation=1, seed=0):
@@ -31,7 +30,7 @@ def test_joined_convolution_matches_concatenation(layout):
     second = torch.randn(1, 4, 17, 13).contiguous(memory_format=layout)
     with torch.inference_mode():
         expected = F.relu(layer(torch.cat((first, second), 1)))
-        got = conv_relu_joined(layer, first, second)
+        got = conv_relu(layer, first, second)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert float(expected.min()) == 0.0 and float(expected.max()) > 0.0
 
@@ -44,7 +43,7 @@ def test_bfloat16_fusion_matches_pytorch():
     second = torch.randn(1, 4, 16, 16, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         expected = F.relu(layer(torch.cat((first, second), 1))).float()
-        torch.testing.assert_close(conv_relu_joined(layer, first, second).float(), expected, atol=0.1, rtol=0.02)
+        torch.testing.assert_close(conv_relu(layer, first, second).float(), expected, atol=0.1, rtol=0.02)
 
 
 @pytest.mark.filterwarnings("ignore:TF32 acceleration")
@@ -57,7 +56,7 @@ def test_autograd_and_disabled_mkldnn_take_the_plain_path():
     y = torch.randn(1, 6, 9, 9)
     with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=False):
         torch.testing.assert_close(conv_relu(frozen, y), F.relu(frozen(y)))
-        torch.testing.assert_close(conv_relu_joined(frozen, y[:, :2], y[:, 2:]), F.relu(frozen(y)))
+        torch.testing.assert_close(conv_relu(frozen, y[:, :2], y[:, 2:]), F.relu(frozen(y)))
 
 
 def test_blocked_weight_copies_follow_weight_changes():
@@ -89,7 +88,7 @@ def test_blocked_weights_serve_other_shapes_and_replaced_weights():
         for shape in [(3, 8, 17, 9), (1, 8, 64, 40)]:
             x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
             torch.testing.assert_close(conv_relu(layer, x), F.relu(layer(x)), atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(conv_relu_joined(layer, x[:, :3], x[:, 3:]), F.relu(layer(x)), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(conv_relu(layer, x[:, :3], x[:, 3:]), F.relu(layer(x)), atol=1e-5, rtol=1e-5)
     layer.weight = nn.Parameter(torch.randn(6, 8, 3, 3), requires_grad=False)
     x = torch.randn(1, 8, 32, 32)
     with torch.inference_mode():
@@ -104,4 +103,4 @@ def test_weights_made_under_inference_mode_are_served():
         assert layer.weight.is_inference()
         x = torch.randn(1, 8, 16, 16)
         torch.testing.assert_close(conv_relu(layer, x), F.relu(layer(x)), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(conv_relu_joined(layer, x[:, :3], x[:, 3:]), F.relu(layer(x)), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(conv_relu(layer, x[:, :3], x[:, 3:]), F.relu(layer(x)), atol=1e-5, rtol=1e-5)

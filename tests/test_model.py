@@ -119,3 +119,29 @@ def test_numpy_batches_and_lists_equal_tensors(random_model):
 def test_what_predict_cannot_take_is_an_input_error(random_model, bad, reason):
     with pytest.raises(InputError, match=reason):
         random_model.predict(bad, input_size=SMALL_INPUT)
+
+
+def test_loads_are_independent_models_over_shared_weights(checkpoint_file):
+    from rmbg_core import load_model
+
+    first = load_model(checkpoint_file, device="cpu", dtype="float32")
+    second = load_model(checkpoint_file, device="cpu", dtype="float32")
+    assert first is not second and first.network is not second.network
+    shared = [(a.data_ptr() == b.data_ptr()) for a, b in zip(first.network.state_dict().values(),
+                                                               second.network.state_dict().values())]
+    assert all(shared), "the weights are held once"
+    batch = frames(2, seed=9)
+    expected = second.predict(batch, input_size=SMALL_INPUT)
+    first.to(dtype="bfloat16")
+    assert first.network.conv_in.weight.dtype == torch.bfloat16 and first.dtype == torch.bfloat16
+    assert second.dtype == torch.float32 and all(
+        value.dtype == torch.float32 for value in second.network.state_dict().values() if value.is_floating_point())
+    assert torch.equal(second.predict(batch, input_size=SMALL_INPUT), expected)
+    hook = first.network.stage1.register_forward_hook(lambda *args: pytest.fail("a hook reached another model"))
+    try:
+        third = load_model(checkpoint_file, device="cpu", dtype="float32")
+        assert torch.equal(third.predict(batch, input_size=SMALL_INPUT), expected)
+        assert third.network.conv_in.weight.data_ptr() == second.network.conv_in.weight.data_ptr()
+    finally:
+        hook.remove()
+    assert first.predict(batch, input_size=SMALL_INPUT).shape == expected.shape

@@ -38,3 +38,44 @@ def test_forward_main_map_and_side_outputs_agree():
     assert len(sides) == 6 and all(s.shape == (2, 1, 96, 64) for s in sides)
     torch.testing.assert_close(main, sides[0])
     assert float(main.min()) >= 0.0 and float(main.max()) <= 1.0
+
+
+# Stages, blocks, convolutions (the first layer, inside a block, in a dilated stage) and side heads.
+HOOKED = ("conv_in", "stage1", "stage6", "stage3d", "stage2.rebnconv1", "stage2.rebnconv1.conv_s1",
+          "stage5.rebnconv2.bn_s1", "stage1d.rebnconv1d.relu_s1", "stage4d.rebnconvin", "side1", "side4")
+
+
+@pytest.mark.parametrize("accelerate", [True, False], ids=["accelerated", "plain"])
+@pytest.mark.parametrize("side_outputs", [False, True])
+def test_forward_hooks_fire_on_every_kind_of_module(checkpoint_file, accelerate, side_outputs):
+    from rmbg_core import load_model
+    from rmbg_core.cpu.accelerator import is_accelerated
+
+    model = load_model(checkpoint_file, device="cpu", dtype="float32", accelerate=accelerate)
+    assert is_accelerated(model.network) is accelerate
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) - 0.5
+    with torch.inference_mode():
+        expected = model.network(x, side_outputs=side_outputs)
+    calls, inputs = {}, {}
+
+    def count(name):
+        def hook(module, args, output):
+            calls[name] = calls.get(name, 0) + 1
+            inputs[name] = [tuple(arg.shape) for arg in args]
+        return hook
+
+    handles = [model.network.get_submodule(name).register_forward_hook(count(name)) for name in HOOKED]
+    pre = model.network.stage2.register_forward_pre_hook(lambda module, args: calls.update(pre=len(args)))
+    try:
+        with torch.inference_mode():
+            got = model.network(x, side_outputs=side_outputs)
+    finally:
+        for handle in [*handles, pre]:
+            handle.remove()
+    heads = {"side1": 1, "side4": 1 if side_outputs else 0}
+    assert calls == {**{name: 1 for name in HOOKED if not name.startswith("side")},
+                     **{name: n for name, n in heads.items() if n}, "pre": 1}
+    assert inputs["stage3d"] == [(2, 256, 8, 8), (2, 256, 8, 8)], "a decoder stage sees its two inputs"
+    assert inputs["conv_in"] == [(2, 3, 64, 64)]
+    for a, b in zip(got if side_outputs else [got], expected if side_outputs else [expected]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -367,20 +367,34 @@ def test_loader_loads_a_checkpoint_from_the_folder(pack, models_dir, checkpoint_
     assert loaded.input_size == (1024, 1024)
 
 
+def test_loader_keeps_one_model_per_checkpoint_device_and_dtype(pack, models_dir, checkpoint_file):
+    """Two loaders naming the same checkpoint share one model (so one ModelPatcher in ComfyUI), which owns
+    its weights: ComfyUI moves them itself."""
+    (models_dir / "mine.safetensors").symlink_to(checkpoint_file)
+    loader = pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]()
+    (first,) = loader.load("mine.safetensors", "cpu", "float32")
+    (second,) = loader.load("mine.safetensors", "cpu", "float32")
+    (other,) = loader.load("mine.safetensors", "cpu", "bfloat16")
+    assert first is second and first is not other
+    elsewhere = pack.rmbg_core.load_model(checkpoint_file, device="cpu", dtype="float32")
+    assert elsewhere.network.conv_in.weight.data_ptr() != first.model.network.conv_in.weight.data_ptr(), \
+        "its tensors are its own, not shared with other loads of the checkpoint"
+
+
 def test_loader_auto_device_outside_comfyui_is_rmbg_core_auto(pack, models_dir, checkpoint_file, monkeypatch):
     """With a (faked) GPU present, "auto" must pick it, so the choice shows on a CPU-only machine too;
     the load itself is recorded and done on the CPU."""
     assert not pack.nodes.comfy_runtime.in_comfyui()
     (models_dir / "mine.safetensors").symlink_to(checkpoint_file)
     loader = sys.modules[f"{pack.__name__}.nodes.load_model"]
-    load_model, requested = loader.load_model, []
+    load_managed, requested = loader.load_managed, []
 
     def recording_load(path, device, dtype):
         requested.append((device, dtype))
-        return load_model(path, device="cpu", dtype="float32")
+        return load_managed(path, torch.device("cpu"), "float32")
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(loader, "load_model", recording_load)
+    monkeypatch.setattr(loader, "load_managed", recording_load)
     (loaded,) = pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]().load("mine.safetensors", "auto", "auto")
     assert pack.rmbg_core.runtime.resolve_device("auto") == torch.device("cuda")
     assert requested == [(torch.device("cuda"), torch.float16)]

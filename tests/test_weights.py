@@ -234,24 +234,31 @@ def test_missing_path_and_folder_errors(tmp_path):
         locate_checkpoint(tmp_path)
 
 
-def test_loads_are_shared_per_source_device_dtype(checkpoint_file, checkpoint_dir, tmp_path, state):
+def test_loads_share_weights_per_source_device_dtype(checkpoint_file, checkpoint_dir, tmp_path, state):
     first = load_model(checkpoint_file, device="cpu")
-    assert load_model(checkpoint_dir, device="cpu") is first
-    assert load_model(checkpoint_file, device="cpu", dtype="bfloat16") is not first
+    again = load_model(checkpoint_dir, device="cpu")
+    assert again is not first and again.network is not first.network, "each load is a model of its own"
+    assert again.network.conv_in.weight.data_ptr() == first.network.conv_in.weight.data_ptr(), "weights held once"
+    half = load_model(checkpoint_file, device="cpu", dtype="bfloat16")
+    assert half.network.conv_in.weight.data_ptr() != first.network.conv_in.weight.data_ptr()
     other_state = random_state_dict(1)
     save_file(other_state, str(tmp_path / "other.safetensors"))
     other = load_model(tmp_path / "other.safetensors", device="cpu")
-    assert other is not first
+    assert other.network.conv_in.weight.data_ptr() != first.network.conv_in.weight.data_ptr()
     assert not outputs_equal(other, first)
     assert torch.equal(first.network.conv_in.weight, state["conv_in.weight"])
 
 
-def test_model_moves_between_dtypes_and_back(checkpoint_file):
+def test_model_moves_between_dtypes_and_back(checkpoint_file, state):
     model = load_model(checkpoint_file, device="cpu", dtype="float32")
     moved = model.to("cpu", dtype="bfloat16")
     assert moved is model and model.network.conv_in.weight.dtype == torch.bfloat16
     model.to(dtype="float32")
-    assert load_model(checkpoint_file, device="cpu", dtype="float32") is model
+    assert model.network.conv_in.weight.dtype == torch.float32
+    # A later load does not take the round trip's rounded weights: it shares none of the moved model's.
+    fresh = load_model(checkpoint_file, device="cpu", dtype="float32")
+    assert fresh.network.conv_in.weight.data_ptr() != model.network.conv_in.weight.data_ptr()
+    assert torch.equal(fresh.network.conv_in.weight, state["conv_in.weight"])
 
 
 # ---- Hugging Face Hub: cache layout, revisions, tokens, gated repos, offline mode -------------------------

@@ -5,11 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rmbg_core import winograd
-from rmbg_core.folding import fold_batchnorm
-from rmbg_core.kernels import conv_relu, conv_relu_joined, drop_packed_weights, onednn_fusion_available
+from rmbg_core.cpu import winograd
+from rmbg_core.cpu.accelerator import accelerate
+from rmbg_core.cpu.kernels import conv_relu, drop_packed_weights, onednn_fusion_available
+from rmbg_core.cpu.winograd import transform_weights, winograd_conv_relu, winograd_suits
 from rmbg_core.network import ISNet
-from rmbg_core.winograd import transform_weights, winograd_conv_relu, winograd_suits
 
 pytestmark = pytest.mark.skipif(not onednn_fusion_available(torch.float32), reason="needs oneDNN (mkldnn) on the CPU")
 
@@ -86,10 +86,10 @@ def test_transformed_weights_follow_weight_changes():
     first = torch.randn(1, 128, 64, 64).contiguous(memory_format=torch.channels_last)
     second = torch.randn(1, 128, 64, 64).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        before = conv_relu_joined(layer, first, second)
+        before = conv_relu(layer, first, second)
         assert "_winograd_weights" in layer.__dict__
         layer.weight.mul_(-1.0)  # in place: same storage, new version
-        after = conv_relu_joined(layer, first, second)
+        after = conv_relu(layer, first, second)
         torch.testing.assert_close(after.double(), reference((first, second), layer.weight, layer.bias),
                                    atol=1e-4, rtol=1e-4)
         assert not torch.allclose(after, before)
@@ -110,7 +110,7 @@ def test_bfloat16_keeps_the_direct_path():
 
 def test_network_takes_it_for_deep_layers_and_agrees_with_the_direct_path():
     torch.manual_seed(3)
-    net = fold_batchnorm(ISNet().eval()).requires_grad_(False)
+    net = accelerate(ISNet().eval().requires_grad_(False))
     x = torch.rand(1, 3, 512, 512) - 0.5
     with torch.inference_mode():
         net.winograd = False

@@ -3,13 +3,12 @@
 Every 2x2 block of output is ``A^T [(G g G^T) * (B^T d B)] A`` over the 4x4 input tile ``d`` around it
 (Lavin & Gray, 2015). With channels, the elementwise product becomes 16 matrix products, (tiles x
 in-channels) by (in-channels x out-channels), which oneDNN runs as 1x1 convolutions at full speed; the
-tile transforms are a few tensor additions. On the deep layers (128+ output channels on 64x64 to
-128x128 maps) that cuts their time to 0.65-0.95 of the direct convolution's (2 cores, AVX-512), and a
-whole float32 forward pass at 1024x1024 to 0.94-0.95; the float error is no larger than the direct
-convolution's against a float64 reference (the transforms only add, subtract and halve). The 32x32
-layers would gain as well, but their transformed weights (16/9 of the weight, kept instead of the 9/9
-blocked copy) would add about 44 MB: they stay direct so a 24-megapixel photo stays under 1 GB. Tiles
-are processed in bands, so the workspace is bounded whatever the batch.
+tile transforms are a few tensor additions. It is taken only on the layer shapes where it was measured
+faster than the direct convolution (:func:`winograd_suits`; the figures are in benchmarks/README.md); the
+float error is no larger than the direct convolution's against a float64 reference (the transforms only
+add, subtract and halve). The 32x32 layers would gain as well, but their transformed weights (16/9 of the
+weight, kept instead of the 9/9 blocked copy) would add tens of MB: they stay direct, bounding the peak
+memory of large photos. Tiles are processed in bands, so the workspace is bounded whatever the batch.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from .buffer_pool import empty
+from .private_ops import PrivateOps
 
 # Transform matrices of F(2, 3): input B^T (4x4), weight G (4x3), output A^T (2x4).
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -26,8 +26,7 @@ _BIAS_TERM = 5
 # about GROUP_BYTES (small enough to stay in cache between the transform and the products), each of the
 # 16 products (tiles x out-channels) at most PRODUCT_BYTES, well under the 2 MB from which torch takes
 # fresh 2 MB-aligned pages for a tensor: smaller ones come back from the C heap without page faults.
-# Measured at 1024x1024 (2 threads): 8 MB / 1 MB gave the fastest forward pass and the lowest peak
-# memory of 4-16 MB / 1-2 MB.
+# (The values tried and chosen are in benchmarks/README.md.)
 GROUP_BYTES = 8 << 20
 PRODUCT_BYTES = 1 << 20
 # Where the transforms pay for themselves (measured per layer shape against the direct convolution).
@@ -61,8 +60,7 @@ def transform_weights(weight: torch.Tensor, tiles: int) -> tuple[torch.Tensor, .
                     if _G[a][k] and _G[b][m]:
                         u.add_(weight[:, :, k, m].detach().to(torch.float64), alpha=_G[a][k] * _G[b][m])
             u = u.to(weight.dtype).reshape(out_channels, in_channels, 1, 1)
-            terms.append(torch.ops.mkldnn._reorder_convolution_weight(u, [0, 0], [1, 1], [1, 1], 1,
-                                                                      [1, in_channels, tiles, 1]))
+            terms.append(PrivateOps.reorder_weight(u, (0, 0), (1, 1), (1, 1), (1, in_channels, tiles, 1)))
     return tuple(terms)
 
 
@@ -105,9 +103,9 @@ def winograd_conv_relu(inputs: tuple[torch.Tensor, ...], weights: tuple[torch.Te
                     start += part
                 for b in range(4):
                     term = 4 * a + b
-                    products.append(torch.ops.mkldnn._convolution_pointwise(
-                        _as_map(group[b]), weights[term], bias if term == _BIAS_TERM else None,
-                        [0, 0], [1, 1], [1, 1], 1, "none", [], None))
+                    products.append(PrivateOps.convolution(_as_map(group[b]), weights[term],
+                                                           bias if term == _BIAS_TERM else None,
+                                                           (0, 0), (1, 1), (1, 1), None))
                 del group
             _transform_output(products, tiled_out[image, first:last])
     return out

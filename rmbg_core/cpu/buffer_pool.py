@@ -1,16 +1,17 @@
 """Activation buffers a CPU network reuses from one forward pass to the next, instead of fresh memory.
 
-A forward pass at batch 4 writes about 3.5 GB of activations. Allocated anew each time, every page
+A forward pass writes gigabytes of activations at larger batches. Allocated anew each time, every page
 is faulted in and zeroed by the kernel again, and on virtual machines that hand freed memory back to
-the host (free page reporting, ballooning) each fault also goes to the host: measured on the 2-core
-benchmark machine, fresh pages cost 0.1-1 s of system time per image, varying with what else ran
-before. A :class:`BufferPool` keeps the buffers of the last input shape: the convolutions write into
-them (see :mod:`rmbg_core.kernels`), so a repeated shape touches no new memory.
+the host (free page reporting, ballooning) each fault also goes to the host, which can cost a large
+share of the forward pass (measurements: benchmarks/README.md). A :class:`BufferPool` keeps the buffers
+of the last input shape: the accelerator's kernels write into them (:mod:`rmbg_core.cpu.kernels`), so a
+repeated shape touches no new memory.
 
 A buffer is handed out as a new tensor sharing its storage; it is free again once no tensor but the
 pool's own references that storage (views and results of in-place ops included), so an activation
-can never be reused while anything still reads it. The pool holds at most what one forward pass
-needed at once per shape; :meth:`BufferPool.clear` gives it back (a new input shape does so too).
+can never be reused while anything still reads it, a forward hook's copy included. The pool holds at
+most what one forward pass needed at once per shape; :meth:`BufferPool.clear` gives it back (a new
+input shape does so too).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import threading
 from typing import Iterator
 
 import torch
+
+from .private_ops import PrivateOps
 
 # Smaller tensors are left to the C allocator: its heap reuses them without page faults, and the
 # pooled path costs an extra fill pass and op calls that do not pay off for them.
@@ -37,12 +40,8 @@ def _element_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
-# How many tensors share a storage (private to torch; without it there is no safe reuse, so no pool).
-_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
-
-
 def _storage_use_count(tensor: torch.Tensor) -> int:
-    return _USE_COUNT(tensor.untyped_storage()._cdata)
+    return PrivateOps.storage_use_count(tensor)
 
 
 class BufferPool:
@@ -98,9 +97,10 @@ class BufferPool:
         """Serve :func:`pooled_empty` from this pool while the block runs (this thread or task only).
 
         Only for CPU inputs; a new input shape or dtype first drops the buffers of the old one, so the
-        pool holds what one shape needs, not the sum over shapes.
+        pool holds what one shape needs, not the sum over shapes. Callers check
+        :func:`rmbg_core.cpu.self_check.pool_ready` first (the use count it rests on is private to torch).
         """
-        if network_input.device.type != "cpu" or _USE_COUNT is None:
+        if network_input.device.type != "cpu":
             yield
             return
         key = (tuple(network_input.shape), network_input.dtype)

@@ -5,21 +5,21 @@ PyTorch's own ``conv2d`` then ``relu`` makes two passes over every activation (a
 cache. A convolution over a channel concatenation (every U-Net decoder step) is computed as two
 convolutions over the parts, the second accumulating into the first's output, so the concatenated
 tensor is never built. Weights are reordered once into oneDNN's blocked layout and kept beside the
-module (oneDNN would otherwise reorder every weight on every call: a quarter of a float32 forward
-pass here); the module's own parameters stay as they are, so ``state_dict``, ``.to()`` and anything
-that manages the module see an ordinary ``nn.Conv2d``. Activations go into the buffer pool of the
-running network when there is one (:mod:`rmbg_core.buffer_pool`). The ops are the ones ``torch.compile`` emits
-for CPU convolutions, called directly so there is no compile step. In float32 the deep layers where it is
-faster run as Winograd F(2x2, 3x3) convolutions instead (:mod:`rmbg_core.winograd`). Anything they do not cover
-(CUDA, MPS, float16 on CPU, autograd, mkldnn disabled) takes the plain PyTorch path, which computes
-the same function.
+module (oneDNN would otherwise reorder every weight on every call, a large share of a float32 forward
+pass); the module's own parameters stay as they are, so ``state_dict``, ``.to()`` and anything that
+manages the module see an ordinary ``nn.Conv2d``. Activations go into the buffer pool of the running
+network when there is one (:mod:`rmbg_core.cpu.buffer_pool`). The ops are the ones ``torch.compile``
+emits for CPU convolutions, called directly (through :class:`~rmbg_core.cpu.private_ops.PrivateOps`) so
+there is no compile step. In float32 the deep layers where it is faster run as Winograd F(2x2, 3x3)
+convolutions instead (:mod:`rmbg_core.cpu.winograd`). Anything they do not cover (CUDA, MPS, float16 on
+CPU, autograd, mkldnn disabled, a failed self-check) takes the plain PyTorch path, which computes the
+same function.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import weakref
 from typing import Callable, Iterator
 
@@ -28,13 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .buffer_pool import empty, pooled_empty
+from .private_ops import PrivateOps
+from .self_check import kernels_ready
 from .winograd import band_rows, transform_weights, winograd_conv_relu, winograd_suits
 
-_FUSED_DTYPES = (torch.float32, torch.bfloat16)
 # Attribute of a Conv2d holding its _PackedWeights: plain Python state, invisible to state_dict and .to().
 _PACKED = "_onednn_packed_weights"
 _WINOGRAD = "_winograd_weights"
-# Whether float32 convolutions that suit it take the Winograd path (ISNet.winograd sets it per forward pass).
+# Whether float32 convolutions that suit it take the Winograd path (the accelerated network sets it per forward).
 _USE_WINOGRAD: contextvars.ContextVar[bool] = contextvars.ContextVar("rmbg_winograd", default=True)
 
 
@@ -52,20 +53,10 @@ class _PackedWeights:
         return (_PackedWeights, ())
 
 
-@functools.lru_cache(maxsize=None)
 def onednn_fusion_available(dtype: torch.dtype) -> bool:
-    """True when this torch build and CPU can run the fused oneDNN convolution in ``dtype``."""
-    if dtype not in _FUSED_DTYPES or not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        torch.ops.mkldnn._convolution_pointwise.default
-        torch.ops.mkldnn._convolution_pointwise_.binary
-        torch.ops.mkldnn._reorder_convolution_weight.default
-    except (AttributeError, RuntimeError):
-        return False
-    if dtype == torch.bfloat16:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return True
+    """True when this torch build and CPU can run the fused oneDNN convolution in ``dtype`` and its private
+    ops passed their self-check (:mod:`rmbg_core.cpu.self_check`)."""
+    return kernels_ready(dtype)
 
 
 def _fusable(conv: nn.Conv2d, *inputs: torch.Tensor) -> bool:
@@ -73,9 +64,9 @@ def _fusable(conv: nn.Conv2d, *inputs: torch.Tensor) -> bool:
     # The fused ops have no autograd: under no_grad/inference_mode (or with nothing requiring grad) they apply.
     grad = torch.is_grad_enabled() and (conv.weight.requires_grad or any(x.requires_grad for x in inputs))
     return (not grad and conv.weight.device.type == "cpu" and conv.groups == 1
-            and conv.padding_mode == "zeros" and torch.backends.mkldnn.enabled
+            and conv.padding_mode == "zeros" and PrivateOps.onednn_enabled()
             and all(x.device.type == "cpu" and x.dtype == dtype for x in inputs)
-            and onednn_fusion_available(dtype))
+            and kernels_ready(dtype))
 
 
 def packed_weights(conv: nn.Conv2d, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -86,8 +77,7 @@ def packed_weights(conv: nn.Conv2d, *inputs: torch.Tensor) -> tuple[torch.Tensor
     dtype), so loading, folding or casting needs no care; :func:`drop_packed_weights` frees them.
     """
     def pack(share: torch.Tensor, index: int) -> torch.Tensor:
-        return torch.ops.mkldnn._reorder_convolution_weight(share, list(conv.padding), list(conv.stride),
-                                                            list(conv.dilation), 1, list(inputs[index].shape))
+        return PrivateOps.reorder_weight(share, conv.padding, conv.stride, conv.dilation, inputs[index].shape)
     return _cached_parts(conv, _PACKED, tuple(x.shape[1] for x in inputs), pack)
 
 
@@ -108,8 +98,7 @@ def _cached_parts(conv: nn.Conv2d, attribute: str, splits: tuple[int, ...],
     weight = conv.weight
     # Inference tensors (weights moved or cast under inference_mode, as ComfyUI does) have no version
     # counter: for them a replaced tensor is noticed, an in-place update is not.
-    version = None if weight.is_inference() else weight._version
-    key = (weight.data_ptr(), version, weight.dtype, splits, layout)
+    key = (weight.data_ptr(), PrivateOps.version(weight), weight.dtype, splits, layout)
     cached = conv.__dict__.get(attribute)
     if cached is not None and cached.weight is not None and cached.weight() is weight and cached.key == key:
         return cached.parts
@@ -145,15 +134,14 @@ def _conv_into_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
                     out_shape: tuple[int, ...], unary: str | None) -> torch.Tensor:
     """One oneDNN convolution (``geometry``: padding, stride, dilation) with an optional ReLU.
 
-    Written into a buffer of the active :class:`~rmbg_core.buffer_pool.BufferPool` when there is one:
+    Written into a buffer of the active :class:`~rmbg_core.cpu.buffer_pool.BufferPool` when there is one:
     the buffer is zeroed and the convolution (with its bias) added to it in place, the same sum.
     """
-    args = (*geometry, 1)
     out = pooled_empty(out_shape, x.dtype)
     if out is None:
-        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *args, unary or "none", [], None)
+        return PrivateOps.convolution(x, weight, bias, *geometry, unary)
     out.zero_()  # a plain memset: faster than writing the bias, which the convolution adds anyway
-    return torch.ops.mkldnn._convolution_pointwise_.binary(out, x, weight, bias, *args, "add", None, unary, [], None)
+    return PrivateOps.convolution_add_(out, x, weight, bias, *geometry, unary)
 
 
 def convolve(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -175,7 +163,7 @@ def winograd_enabled(enabled: bool) -> Iterator[None]:
 
 
 def _winograd(conv: nn.Conv2d, *inputs: torch.Tensor) -> torch.Tensor | None:
-    """``relu(conv(cat(inputs, 1)))`` by :mod:`rmbg_core.winograd` when enabled and it suits the layer, else None."""
+    """``relu(conv(cat(inputs, 1)))`` by :mod:`rmbg_core.cpu.winograd` when enabled and it suits the layer, else None."""
     x = inputs[0]
     if not (_USE_WINOGRAD.get() and x.dtype == torch.float32
             and winograd_suits(conv, sum(i.shape[1] for i in inputs), x.shape[2], x.shape[3])):
@@ -183,33 +171,27 @@ def _winograd(conv: nn.Conv2d, *inputs: torch.Tensor) -> torch.Tensor | None:
     return winograd_conv_relu(inputs, winograd_weights(conv, x), conv.bias)
 
 
-def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``relu(conv(x))``, fused into one oneDNN call on the CPU when possible (Winograd for deep layers)."""
-    if _fusable(conv, x):
-        out = _winograd(conv, x)
-        if out is not None:
-            return out
-        weight, = packed_weights(conv, x)
-        return _onednn_conv(conv, x, weight, "relu")
-    return F.relu(conv(x), inplace=True)
+def conv_relu(conv: nn.Conv2d, *inputs: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(cat(inputs, 1)))``, fused into oneDNN calls on the CPU when possible (Winograd for deep layers).
 
-
-def conv_relu_joined(conv: nn.Conv2d, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """``relu(conv(cat((first, second), 1)))`` without building the concatenation on the CPU.
-
-    ``conv(first)`` with the first input channels' weights and the bias, then ``conv(second)`` with
-    the others accumulated into that buffer in place, then ReLU: the same sum in another order.
+    Several inputs are never concatenated: ``conv(first)`` with the first input channels' weights and
+    the bias, then each further part's convolution accumulated into that buffer in place, then ReLU:
+    the same sum in another order.
     """
-    if _fusable(conv, first, second):
-        out = _winograd(conv, first, second)
+    if _fusable(conv, *inputs):
+        out = _winograd(conv, *inputs)
         if out is not None:
             return out
-        first_weight, second_weight = packed_weights(conv, first, second)
-        out = _onednn_conv(conv, first, first_weight, None)
-        return torch.ops.mkldnn._convolution_pointwise_.binary(out, second, second_weight, None,
-                                                               conv.padding, conv.stride, conv.dilation, 1,
-                                                               "add", None, "relu", [], None)
-    return F.relu(conv(torch.cat((first, second), 1)), inplace=True)
+        weights = packed_weights(conv, *inputs)
+        if len(inputs) == 1:
+            return _onednn_conv(conv, inputs[0], weights[0], "relu")
+        out = _onednn_conv(conv, inputs[0], weights[0], None)
+        for index in range(1, len(inputs)):
+            last = index == len(inputs) - 1
+            out = PrivateOps.convolution_add_(out, inputs[index], weights[index], None, conv.padding, conv.stride,
+                                              conv.dilation, "relu" if last else None)
+        return out
+    return F.relu(conv(inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)), inplace=True)
 
 
 def single_output_conv3x3(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -232,3 +214,25 @@ def single_output_conv3x3(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         target = out[:, :, max(0, -dy):height - max(0, dy), max(0, -dx):width - max(0, dx)]
         target += per_tap[:, tap:tap + 1, max(0, dy):height - max(0, -dy), max(0, dx):width - max(0, -dx)]
     return out
+
+
+def upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """:func:`rmbg_core.network.upsample_like` (bilinear, align_corners=False) into a pooled buffer when one is active."""
+    out = pooled_empty((*x.shape[:2], *like.shape[2:]), x.dtype)
+    if out is None:
+        return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
+    return torch.ops.aten.upsample_bilinear2d.out(x, list(like.shape[2:]), False, None, None, out=out)
+
+
+def downsample(x: torch.Tensor) -> torch.Tensor:
+    """:func:`rmbg_core.network.downsample` (2x2 max pooling, ceil mode) into a pooled buffer when one is
+    active and the size is even."""
+    height, width = x.shape[2:]
+    out = pooled_empty((*x.shape[:2], height // 2, width // 2), x.dtype) if height % 2 == width % 2 == 0 else None
+    if out is None:
+        return F.max_pool2d(x, 2, stride=2, ceil_mode=True)
+    # Even sizes (no ceil padding): the maximum of the four pixels of each 2x2 cell, into a reused buffer.
+    top, bottom = x[:, :, 0::2], x[:, :, 1::2]
+    torch.maximum(top[..., 0::2], top[..., 1::2], out=out)
+    torch.maximum(out, bottom[..., 0::2], out=out)
+    return torch.maximum(out, bottom[..., 1::2], out=out)

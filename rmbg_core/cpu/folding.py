@@ -2,34 +2,52 @@
 
 ``bn(conv(x)) = conv'(x)`` with ``w' = w * g / sqrt(var + eps)`` and ``b' = (b - mean) * g / sqrt(var + eps)
 + beta``: one pass over each activation instead of two, and the convolution can then carry the
-ReLU too (see :mod:`rmbg_core.kernels`). The statistics are combined in float64 and the
+ReLU too (see :mod:`rmbg_core.cpu.kernels`). The statistics are combined in float64 and the
 weights scaled in float32 at least. Afterwards each BatchNorm holds identity statistics, so the network's
 ``state_dict()`` keeps every RMBG-1.4 key and is itself a valid checkpoint computing the same masks
 (the original tensors stay in the checkpoint file: :func:`rmbg_core.weights.read_state_dict`).
+
+Blocks are found by structure (a ``conv_s1`` convolution followed by a ``bn_s1`` BatchNorm), never by
+class: transformers' remote code may import the network module twice, giving two classes of one block.
+Whether a block is folded is read from its BatchNorm (identity statistics), so loading a checkpoint into
+a folded network simply makes its blocks unfolded again.
 """
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from torch import nn
 
-from .network import ConvBNReLU
+
+def conv_bn_blocks(network: nn.Module) -> Iterator[nn.Module]:
+    """Every module of ``network`` holding a ``conv_s1`` convolution and its ``bn_s1`` BatchNorm."""
+    for module in network.modules():
+        if isinstance(getattr(module, "conv_s1", None), nn.Conv2d) and isinstance(
+                getattr(module, "bn_s1", None), nn.BatchNorm2d):
+            yield module
 
 
 @torch.no_grad()
 def fold_batchnorm(network: nn.Module) -> nn.Module:
-    """Fold the BatchNorm of every :class:`ConvBNReLU` in ``network`` into its convolution; returns it.
+    """Fold the BatchNorm of every conv + BatchNorm block of ``network`` into its convolution; returns it.
 
-    Idempotent: blocks already folded are left alone. Loading a state dict into a block unfolds it
-    (it applies its BatchNorm again), so a folded network can still load any checkpoint.
+    Idempotent: blocks whose BatchNorm is already the identity are left alone (no write).
     """
-    for block in network.modules():
-        # Matched by type name: transformers' remote code may load network.py twice (once beside the
-        # model class, once beside the pipeline), giving two ConvBNReLU classes.
-        if type(block).__name__ == ConvBNReLU.__name__ and not block.batchnorm_folded:
+    for block in conv_bn_blocks(network):
+        if not batchnorm_is_identity(block.bn_s1):
             fold_into_convolution(block.conv_s1, block.bn_s1)
-            block.batchnorm_folded = True
     return network
+
+
+def batchnorm_is_identity(bn: nn.BatchNorm2d) -> bool:
+    """True when ``bn`` in eval mode returns its input: the statistics :func:`fold_into_convolution` leaves."""
+    if bn.running_mean is None or bn.running_var is None or not bn.affine:
+        return False
+    scale = (1.0 + bn.eps) ** 0.5
+    return bool(torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1) and torch.all(bn.bias == 0)
+                and torch.equal(bn.weight, torch.full_like(bn.weight, scale)))
 
 
 def fold_into_convolution(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
