@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-import rmbg_core.buffer_pool as buffer_pool
+import rmbg_core.cpu.buffer_pool as buffer_pool
 from conftest import REPO, SMALL_INPUT, random_state_dict
 from pack_import import import_pack
 
