@@ -15,7 +15,7 @@ pytest.importorskip("ray", reason="the [ray] extra is not installed (pip install
 
 from pyarrow import fs  # noqa: E402  (comes with ray[data])
 
-from rmbg_core import RMBGError, load_model, remove_background  # noqa: E402
+from rmbg_core import RMBGError, RMBGModel, remove_background  # noqa: E402
 from rmbg_core.cli import build_parser, main  # noqa: E402
 from rmbg_core.jobs import OUTPUT_FORMATS  # noqa: E402
 from rmbg_core.ray import RemoveBackground  # noqa: E402
@@ -51,10 +51,10 @@ def test_predictor_rows_are_remove_backgrounds_outputs_and_bad_files_are_error_r
 
 
 def test_predictor_runs_one_forward_pass_per_batch(checkpoint_dir, fixture_dir, monkeypatch):
-    model = load_model(checkpoint_dir, device="cpu", dtype="float32")  # the predictor's model: loads are shared
     calls: list[int] = []
-    predict = model.predict
-    monkeypatch.setattr(model, "predict", lambda images, **options: calls.append(len(images)) or predict(images, **options))
+    predict = RMBGModel.predict
+    monkeypatch.setattr(RMBGModel, "predict",
+                        lambda self, images, **options: calls.append(len(images)) or predict(self, images, **options))
     predictor = RemoveBackground(checkpoint_dir, return_mask=True, output_format="webp", **SMALL)
     photos = [(fixture_dir / f"{name}.png").read_bytes() for name in ("astronaut", "chelsea", "coffee")]
     rows = predictor({"bytes": np.array([*photos, b"\x89PNG broken"], dtype=object),
