@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from .batch import iter_remove_background
 from .compose import parse_color
-from .errors import RMBGError
+from .errors import DeviceError, HubAccessError, RMBGError, either
 from .files import check_writable_folder
 from .interrupts import EXIT_INTERRUPTED, interrupt_guard, run_program
 from .jobs import OUTPUT_FORMATS, Failure, OutputFormat, Summary, plan_job, run_tasks
@@ -289,6 +289,18 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cli_message(exc: RMBGError) -> str:
+    """A core error in this command's words: the core's neutral problem, then the advice as flags."""
+    if isinstance(exc, HubAccessError) and exc.advice:
+        return f"{exc.problem}; or pass --model PATH (a local checkpoint file or folder)"
+    if isinstance(exc, DeviceError) and exc.choices:
+        flag = "--" + exc.option.replace("_", "-")
+        choices = (either(f"{flag} {choice}" for choice in exc.choices) if len(exc.choices) <= 2
+                   else f"{flag} {either(exc.choices)}")
+        return f"{exc.problem}; use {choices}"
+    return str(exc)
+
+
 COMMANDS: tuple[Callable[[Any], None], ...] = (add_remove_command, add_export_command)
 
 
@@ -320,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise KeyboardInterrupt
             code = handler(args)
         except RMBGError as exc:
-            print_message(f"error: {exc}", sys.stderr)
+            print_message(f"error: {cli_message(exc)}", sys.stderr)
             code = EXIT_USAGE
         except KeyboardInterrupt:
             print_message("interrupted", sys.stderr)

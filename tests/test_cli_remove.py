@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import rmbg_core.jobs as jobs_module
@@ -175,7 +176,10 @@ def test_colliding_output_names_are_failures_not_overwrites(run, tmp_path):
     ([], "-o/--output-dir is required"),
     (["-o", "{out}", "--batch-size", "0"], "--batch-size: must be 1 or more"),
     (["-o", "{out}", "--format", "gif"], "invalid choice: 'gif'"),
-    (["-o", "{out}", "--device", "tpu"], "unknown device 'tpu'"),
+    (["-o", "{out}", "--device", "tpu"], "unknown device 'tpu'; use --device auto, cpu, cuda, cuda:N or mps"),
+    (["-o", "{out}", "--dtype", "int8"], "unknown dtype 'int8'; use --dtype auto, float32, float16 or bfloat16"),
+    pytest.param(["-o", "{out}", "--device", "cuda"], "CPU-only torch build); use --device cpu or --device auto",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
     (["-o", "{out}", "--model", "{out}/missing.safetensors"], "missing.safetensors: no such checkpoint file"),
 ])
 def test_usage_errors_exit_2_without_traceback(checkpoint_dir, tmp_path, capsys, args, message):
