@@ -24,7 +24,7 @@ from .jobs import OUTPUT_FORMATS, Failure, OutputFormat, Summary, plan_job, run_
 from .model import RMBGModel, load_model
 from .options import count_problem
 from .processing import MODEL_INPUT_SIZE
-from .refine import Refinement, option_help
+from .refine import Refinement, option_help, option_kinds
 from .report import Reporter, print_message
 from .version import __version__
 from .weights import DEFAULT_SOURCE
@@ -83,14 +83,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     """Mask refinement flags (named as the ``Refinement`` options everywhere) and --estimate-foreground."""
     group = parser.add_argument_group("edges (all off by default: the output is then the reference mask)")
-    defaults = Refinement()
+    kinds = option_kinds()
     for name, text in option_help().items():
         flag = "--" + name.replace("_", "-")
-        default = getattr(defaults, name)
-        if isinstance(default, bool):
+        kind = kinds[name]
+        if kind is bool:
             group.add_argument(flag, action="store_true", default=None, help=text)
+        elif kind is tuple:  # "LOW,HIGH", read by Refinement.from_options like the pipeline's string keywords
+            group.add_argument(flag, metavar="LOW,HIGH", help=text)
         else:
-            kind = float if default is None else type(default)
             group.add_argument(flag, type=kind, metavar="PX" if kind is int else "X", help=text)
     group.add_argument("--estimate-foreground", action="store_true",
                        help="estimate the foreground colours of soft edges (removes the old background's halo)")

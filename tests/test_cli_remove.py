@@ -297,6 +297,8 @@ def test_sigterm_stops_like_ctrl_c_and_the_handler_is_restored(run, tmp_path, mo
     (["--fill-holes", "--grow", "-2", "--feather", "1.5", "--invert"],
      {"refine": {"fill_holes": True, "grow": -2, "feather": 1.5, "invert": True}}),
     (["--min-area", "0.01", "--estimate-foreground"], {"refine": {"min_area": 0.01}, "estimate_foreground": True}),
+    (["--levels", "0.3,0.7"], {"refine": {"levels": (0.3, 0.7)}}),
+    (["--levels", "0.2, 0.8", "--keep-largest"], {"refine": {"levels": (0.2, 0.8), "keep_largest": True}}),
 ])
 def test_edge_flags_match_the_python_api(run, tmp_path, fast_model, flags, options):
     source = photo(tmp_path / "in" / "p.png", 40, 50, seed=3)
@@ -315,6 +317,8 @@ def test_edge_flags_match_the_python_api(run, tmp_path, fast_model, flags, optio
     (["--feather", "-1"], "feather"),
     (["--threshold", "1.5"], "threshold"),
     (["--min-area", "2"], "min_area"),
+    (["--levels", "0.7"], "levels must be two numbers LOW,HIGH"),
+    (["--levels", "0.7,0.3"], "levels must be two numbers LOW,HIGH"),
 ])
 def test_bad_edge_flags_are_usage_errors(run, tmp_path, flags, reason):
     source = photo(tmp_path / "in" / "p.png")
