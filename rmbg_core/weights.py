@@ -74,8 +74,8 @@ def download_from_hub(repo_id: str, *, revision: str | None = None, token: str |
                       local_dir: str | os.PathLike | None = None) -> Path:
     """Fetch (or find in the cache) ``model.safetensors``, falling back to ``model.pth``, of a hub repo.
 
-    The Hub is probed first (:mod:`.hub_probe`, about 2 s at most): when it does not answer, only the
-    cache is searched, as in offline mode, instead of the Hub client's retries.
+    The Hub is probed first (:mod:`.hub_probe`, about 2 s at most): when it does not answer, an earlier
+    download is looked up without a request, instead of the Hub client's retries.
     """
     from huggingface_hub import constants, hf_hub_download
     from huggingface_hub import errors as hub_errors
@@ -85,11 +85,17 @@ def download_from_hub(repo_id: str, *, revision: str | None = None, token: str |
     remote_missing = getattr(hub_errors, "RemoteEntryNotFoundError", hub_errors.EntryNotFoundError)
     offline = bool(local_files_only) or bool(constants.HF_HUB_OFFLINE)
     unreachable = None if offline else hub_unreachable(constants.ENDPOINT)
+    if unreachable is not None:
+        found = cached_copy(repo_id, revision=revision, cache_dir=cache_dir, local_dir=local_dir)
+        if found is not None:
+            return found
+        raise no_copy(repo_id, f"the Hugging Face Hub at {constants.ENDPOINT} is unreachable ({unreachable})")
     page = f"https://huggingface.co/{repo_id}"
+    lost = False  # the Hub stopped answering after the probe: only the cache is worth trying now
     for filename in HUB_FILENAMES:
         try:
             return Path(hf_hub_download(repo_id, filename, revision=revision, token=token, cache_dir=cache_dir,
-                                        local_dir=local_dir, local_files_only=offline or unreachable is not None))
+                                        local_dir=local_dir, local_files_only=offline or lost))
         except hub_errors.GatedRepoError:
             raise HubAccessError(f"{repo_id} is a gated model: accept its licence at {page} while logged in, "
                                  "then run `hf auth login` (or set HF_TOKEN)", LOCAL_ADVICE) from None
@@ -99,21 +105,44 @@ def download_from_hub(repo_id: str, *, revision: str | None = None, token: str |
         except hub_errors.RevisionNotFoundError:
             raise HubAccessError(f"{repo_id}: revision {revision!r} does not exist") from None
         except hub_errors.LocalEntryNotFoundError:
-            # Nothing cached and no connection: only the cache is worth trying now.
-            unreachable = unreachable or "it stopped answering"
+            lost = True
         except remote_missing:
             continue
         except (hub_errors.HfHubHTTPError, OSError) as exc:
             raise HubAccessError(f"{repo_id}: download of {filename} failed ({first_line(exc)})",
                                  LOCAL_ADVICE) from None
     if offline:
-        switch = "local_files_only" if local_files_only else "HF_HUB_OFFLINE=1"
-        why = f"offline mode is on ({switch})"
-    elif unreachable is not None:
-        why = f"the Hugging Face Hub at {constants.ENDPOINT} is unreachable ({unreachable})"
-    else:
-        raise HubAccessError(f"{repo_id}: the repository has neither {' nor '.join(HUB_FILENAMES)}")
-    raise HubAccessError(f"{repo_id}: {why} and no copy is cached (download it once while online)", LOCAL_ADVICE)
+        raise no_copy(repo_id, f"offline mode is on ({'local_files_only' if local_files_only else 'HF_HUB_OFFLINE=1'})")
+    if lost:
+        raise no_copy(repo_id, f"the Hugging Face Hub at {constants.ENDPOINT} stopped answering")
+    raise HubAccessError(f"{repo_id}: the repository has neither {' nor '.join(HUB_FILENAMES)}")
+
+
+def cached_copy(repo_id: str, *, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                local_dir: str | os.PathLike | None = None) -> Path | None:
+    """The checkpoint of an earlier download (in ``local_dir``, else the Hub cache), found without a request.
+
+    The Hub client's own offline lookup (``local_files_only``) builds request headers first, for which
+    huggingface_hub 2.x fetches an agent registry from the Hub (3 s against a silent server); a Hub known
+    to be away need not cost that.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in HUB_FILENAMES:
+        if local_dir is not None:
+            candidate = Path(local_dir) / filename
+            if candidate.is_file():
+                return candidate
+            continue
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def no_copy(repo_id: str, why: str) -> HubAccessError:
+    """The error for a Hub that cannot be asked (``why``) when no earlier download is there either."""
+    return HubAccessError(f"{repo_id}: {why} and no copy is cached (download it once while online)", LOCAL_ADVICE)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
