@@ -78,7 +78,7 @@ def download_from_hub(repo_id: str, *, revision: str | None = None, token: str |
     download is looked up without a request, instead of the Hub client's retries.
     """
     from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub import errors as hub_errors
+    from huggingface_hub import utils as hub_errors  # where 0.23 has them too (its .errors lacks them)
 
     from .hub_probe import hub_unreachable
 

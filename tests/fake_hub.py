@@ -69,11 +69,15 @@ class FakeHub:
 
 def point_hub_at(monkeypatch, url: str) -> None:
     """Lift the suite's offline guard and send huggingface_hub's requests to ``url`` for one test."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants, file_download
 
+    template = url + "/{repo_id}/resolve/{revision}/{filename}"
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    for name, value in (("ENDPOINT", url), ("HUGGINGFACE_CO_URL_TEMPLATE", template)):
+        if hasattr(file_download, name):  # older huggingface_hub (0.23) reads its own copies of these
+            monkeypatch.setattr(file_download, name, value)
 
 
 @contextmanager
