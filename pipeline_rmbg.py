@@ -50,8 +50,9 @@ class RMBGPipeline(Pipeline):
     Call keywords: ``return_mask=True`` for the mode "L" mask instead of the RGBA cutout;
     ``background="#RRGGBB"`` (or an (r, g, b) tuple) for an RGB composite on that colour;
     ``estimate_foreground=True`` to take the old background's colour out of soft edges (cutout and
-    composite); the mask refinements of ``rmbg_core.Refinement`` by name (``threshold``, ``fill_holes``,
-    ``keep_largest``, ``min_area``, ``grow``, ``feather``, ``invert``), applied before the output is built;
+    composite); the mask refinements of ``rmbg_core.Refinement`` by name (``levels=(0.05, 0.95)`` for a
+    solid subject, ``threshold``, ``fill_holes``, ``keep_largest``, ``min_area``, ``grow``, ``feather``,
+    ``invert``), applied before the output is built;
     ``model_input_size=(h, w)`` for the network input (default the config's, 1024x1024);
     ``timeout`` in seconds for URL downloads. ``batch_size=N`` runs N images per forward pass.
     Bad keyword values fail before any image is read. ``accelerate=False`` when the pipeline is made keeps

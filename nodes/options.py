@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..rmbg_core.compose import parse_color
 from ..rmbg_core.errors import InputError
-from ..rmbg_core.refine import MAX_FEATHER, MAX_GROW, Refinement, option_help, option_names
+from ..rmbg_core.refine import MAX_FEATHER, MAX_GROW, Refinement, option_help
 
 CATEGORY = "image/background removal"
 MODEL_TYPE = "RMBG_MODEL"
@@ -34,11 +34,18 @@ ESTIMATE_FOREGROUND = ("BOOLEAN", {
 })
 
 
+# Refine Mask's widgets: the core's options, in its order of use except that options added after the node
+# was published come last, since saved workflows hold widget values by position.
+WIDGET_ORDER = ("threshold", "fill_holes", "keep_largest", "min_area", "grow", "feather", "invert", "levels")
+
+
 def refinement_inputs() -> dict[str, tuple]:
-    """Refine Mask's widgets: rmbg_core's refinement options, same names and order, their help as tooltips.
+    """Refine Mask's widgets: rmbg_core's refinement options, same names (order: ``WIDGET_ORDER``), their
+    help as tooltips.
 
     Every default is the core's own "off", except that a widget cannot be empty: ``threshold`` 0 stands
     for the core's ``None`` (not set); a threshold of exactly 0 would make every non-zero pixel foreground.
+    ``levels`` is text ("LOW, HIGH", read by the core as the CLI's ``--levels``); "0, 1" is the core's identity.
     """
     text = {name: help_text[:1].upper() + help_text[1:] for name, help_text in option_help().items()}
     widgets = {
@@ -56,8 +63,10 @@ def refinement_inputs() -> dict[str, tuple]:
                               "tooltip": f"{text['feather']}. 0 = off."}),
         "invert": ("BOOLEAN", {"default": False, "label_on": "inverted", "label_off": "as is",
                                "tooltip": f"{text['invert']}."}),
+        "levels": ("STRING", {"default": "0, 1",
+                              "tooltip": f"{text['levels']}. Two numbers LOW, HIGH; '0, 1' = off. Runs first."}),
     }
-    return {name: widgets[name] for name in option_names()}
+    return {name: widgets[name] for name in WIDGET_ORDER}
 
 
 def refinement_from_widgets(**values: object) -> Refinement:

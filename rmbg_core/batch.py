@@ -189,7 +189,7 @@ def _render(source: Any, picture: RGBImage, mask: torch.Tensor, outputs: dict[st
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
-        return "not enough memory for this image (try a smaller --batch-size, or the CPU)"
+        return "not enough memory for this image (try a smaller batch size, or the CPU)"
     return str(exc)
 
 

@@ -18,14 +18,14 @@ from typing import Any, Callable, Sequence
 
 from .batch import iter_remove_background
 from .compose import parse_color
-from .errors import RMBGError
+from .errors import DeviceError, HubAccessError, RMBGError, either
 from .files import check_writable_folder
 from .interrupts import EXIT_INTERRUPTED, interrupt_guard, run_program
 from .jobs import OUTPUT_FORMATS, Failure, OutputFormat, Plan, Summary, plan_job, run_tasks
 from .model import RMBGModel, load_model
 from .options import count_problem
 from .processing import MODEL_INPUT_SIZE
-from .refine import Refinement, option_help
+from .refine import Refinement, option_help, option_kinds
 from .report import Reporter, print_message
 from .version import __version__
 from .weights import DEFAULT_SOURCE
@@ -105,14 +105,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     """Mask refinement flags (named as the ``Refinement`` options everywhere) and --estimate-foreground."""
     group = parser.add_argument_group("edges (all off by default: the output is then the reference mask)")
-    defaults = Refinement()
+    kinds = option_kinds()
     for name, text in option_help().items():
         flag = "--" + name.replace("_", "-")
-        default = getattr(defaults, name)
-        if isinstance(default, bool):
+        kind = kinds[name]
+        if kind is bool:
             group.add_argument(flag, action="store_true", default=None, help=text)
+        elif kind is tuple:  # "LOW,HIGH", read by Refinement.from_options like the pipeline's string keywords
+            group.add_argument(flag, metavar="LOW,HIGH", help=text)
         else:
-            kind = float if default is None else type(default)
             group.add_argument(flag, type=kind, metavar="PX" if kind is int else "X", help=text)
     group.add_argument("--estimate-foreground", action="store_true",
                        help="estimate the foreground colours of soft edges (removes the old background's halo)")
@@ -374,6 +375,18 @@ def add_serve_command(subparsers: Any) -> None:
     add_serve(subparsers)
 
 
+def cli_message(exc: RMBGError) -> str:
+    """A core error in this command's words: the core's neutral problem, then the advice as flags."""
+    if isinstance(exc, HubAccessError) and exc.advice:
+        return f"{exc.problem}; or pass --model PATH (a local checkpoint file or folder)"
+    if isinstance(exc, DeviceError) and exc.choices:
+        flag = "--" + exc.option.replace("_", "-")
+        choices = (either(f"{flag} {choice}" for choice in exc.choices) if len(exc.choices) <= 2
+                   else f"{flag} {either(exc.choices)}")
+        return f"{exc.problem}; use {choices}"
+    return str(exc)
+
+
 COMMANDS: tuple[Callable[[Any], None], ...] = (add_remove_command, add_export_command, add_serve_command)
 
 
@@ -405,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise KeyboardInterrupt
             code = handler(args)
         except RMBGError as exc:
-            print_message(f"error: {exc}", sys.stderr)
+            print_message(f"error: {cli_message(exc)}", sys.stderr)
             code = EXIT_USAGE
         except KeyboardInterrupt:
             print_message("interrupted", sys.stderr)

@@ -3,24 +3,29 @@
 ``apply_refinement(masks, Refinement(...))`` works on (B, H, W) or (H, W) masks in [0, 1] on any device,
 each mask of a batch on its own. Steps run in this order (each only when enabled):
 
-1. ``threshold``: binarise, ``mask > threshold`` -> 1, else 0.
-2. ``fill_holes``: set to 1 every hole: a 4-connected region of ``mask <= 0.5`` that does not touch the
+1. ``levels=(low, high)``: ``(mask - low) / (high - low)`` clipped to [0, 1], so values at or below
+   ``low`` become 0 and at or above ``high`` become 1 (a solid subject and a clean background: the
+   model card's min-max normalisation leaves most of a subject at 249-254 of 255). It runs first, on the
+   network's own values, so the steps below see the levelled mask (their 0.5 level and ``threshold``
+   included) and ``feather``'s blur, later, is not clipped away. ``(0, 1)`` is the identity (off).
+2. ``threshold``: binarise, ``mask > threshold`` -> 1, else 0.
+3. ``fill_holes``: set to 1 every hole: a 4-connected region of ``mask <= 0.5`` that does not touch the
    image border (the mask counts as 8-connected, the background as 4-connected, so a diagonal
    one-pixel outline closes a hole).
-3. ``keep_largest`` / ``min_area``: components are the 8-connected regions of ``mask > 0.5``;
+4. ``keep_largest`` / ``min_area``: components are the 8-connected regions of ``mask > 0.5``;
    ``keep_largest`` keeps the biggest (ties: the one ending first in raster order), ``min_area`` keeps
    those of at least that fraction of the image's pixels; with both, a component must pass both. A
    kept component keeps its soft edge, the visible (>= 1/255) pixels at or below 0.5 connected to it
    through such pixels, except those within 16 steps of a removed component and nearer to that one
    (steps are 8-connected, through edge pixels; ties go to the kept side). Everything else becomes 0.
-4. ``grow``: N > 0 dilates, N < 0 erodes, by a disc of radius |N| px (all offsets with
+5. ``grow``: N > 0 dilates, N < 0 erodes, by a disc of radius |N| px (all offsets with
    dy^2 + dx^2 <= N^2): each pixel becomes the max (min) of the mask over that disc, pixels outside the
    image ignored. For a binary mask that is "every pixel within N px of the mask" (erosion: "whose whole
    disc lies in it"); an s x s square grows to area (s-1)^2 + 2(s-1)(2N+1) + |disc| and shrinks to
    (s-2N)^2.
-5. ``feather``: Gaussian blur of standard deviation ``feather`` px (kernel truncated at 3 sigma,
+6. ``feather``: Gaussian blur of standard deviation ``feather`` px (kernel truncated at 3 sigma,
    renormalised; the border is extended by replication, so a mask touching the edge stays solid there).
-6. ``invert``: ``1 - mask``.
+7. ``invert``: ``1 - mask``.
 
 The default ``Refinement()`` is the identity: ``apply_refinement`` then returns its input untouched,
 so default outputs stay bit-identical to the reference masks.
@@ -29,8 +34,9 @@ so default outputs stay bit-identical to the reference masks.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -48,6 +54,8 @@ CONTESTED_STEPS = 16
 # Limits that keep a typo from running for minutes (both cost time in proportion to the size).
 MAX_GROW = 512
 MAX_FEATHER = 256.0
+IDENTITY_LEVELS = (0.0, 1.0)
+LEVELS_FORMAT = "two numbers LOW,HIGH with 0 <= LOW < HIGH <= 1"
 GAUSSIAN_TRUNCATE = 3.0
 
 
@@ -62,6 +70,9 @@ class Refinement:
     All off by default. See the module documentation for the exact semantics of each step.
     """
 
+    levels: tuple[float, float] | None = _option(
+        None, "map the mask's LOW..HIGH (0-1) to 0..1, clipping outside: e.g. 0.05,0.95 gives a solid subject "
+              "and a clean background")
     threshold: float | None = _option(None, "binarise the mask: values above this (0-1) become 1, the rest 0")
     fill_holes: bool = _option(False, "fill holes: background regions enclosed by the mask become mask")
     keep_largest: bool = _option(False, "keep only the largest connected component (with its soft edge)")
@@ -71,6 +82,9 @@ class Refinement:
     invert: bool = _option(False, "invert the mask (1 - mask), last")
 
     def __post_init__(self) -> None:
+        if self.levels is not None:
+            levels = _checked_levels(self.levels)
+            object.__setattr__(self, "levels", None if levels == IDENTITY_LEVELS else levels)
         if self.threshold is not None:
             _check_number("threshold", self.threshold, 0.0, 1.0, "in [0, 1)")
             if self.threshold >= 1.0:
@@ -129,6 +143,12 @@ def option_help() -> dict[str, str]:
     return {item.name: item.metadata["help"] for item in fields(Refinement)}
 
 
+def option_kinds() -> dict[str, type]:
+    """The Python type of each option (``bool``, ``int``, ``float``, or ``tuple`` for ``levels``), for front
+    ends that build inputs from the list (the CLI's flags)."""
+    return dict(_KINDS)
+
+
 def apply_refinement(masks: torch.Tensor, refinement: Refinement | None) -> torch.Tensor:
     """Refine (B, H, W) or (H, W) masks in [0, 1] (float or uint8 0-255) on their device.
 
@@ -142,6 +162,9 @@ def apply_refinement(masks: torch.Tensor, refinement: Refinement | None) -> torc
     single = masks.dim() == 2
     mask = masks[None] if single else masks
     mask = mask.to(torch.float32) / 255.0 if mask.dtype == torch.uint8 else mask.to(torch.float32).clamp(0.0, 1.0)
+    if refinement.levels is not None:
+        low, high = refinement.levels
+        mask = ((mask - low) / (high - low)).clamp_(0.0, 1.0)
     if refinement.threshold is not None:
         mask = (mask > refinement.threshold).to(torch.float32)
     if refinement.fill_holes:
@@ -262,13 +285,26 @@ def feather(masks: torch.Tensor, sigma: float) -> torch.Tensor:
     return planes[:, 0].clamp_(0.0, 1.0)
 
 
+def _checked_levels(value: Any) -> tuple[float, float]:
+    """``levels`` as a (low, high) tuple of floats, or an :class:`OptionError` saying what is expected."""
+    pair = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
+    pair = tuple(item.item() if isinstance(item, np.generic) else item for item in pair)
+    if len(pair) != 2 or not all(map(_is_real, pair)) or not 0.0 <= pair[0] < pair[1] <= 1.0:
+        raise OptionError(f"levels must be {LEVELS_FORMAT}, got {value!r}")
+    return float(pair[0]), float(pair[1])
+
+
+def _is_real(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _check_number(name: str, value: Any, low: float, high: float, expected: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
+    if not _is_real(value) or not low <= value <= high:
         raise OptionError(f"{name} must be {expected}, got {value!r}")
 
 
-_KINDS = {"threshold": float, "feather": float, "min_area": float, "grow": int,
+_KINDS = {"levels": tuple, "threshold": float, "feather": float, "min_area": float, "grow": int,
           "fill_holes": bool, "keep_largest": bool, "invert": bool}
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
@@ -288,6 +324,8 @@ def _coerce(name: str, value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     kind = _KINDS[name]
+    if kind is tuple:
+        return _coerce_pair(name, value)
     if isinstance(value, str):
         if kind is bool:
             return parse_flag(name, value)
@@ -299,3 +337,18 @@ def _coerce(name: str, value: Any) -> Any:
     if kind is int and isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _coerce_pair(name: str, value: Any) -> Any:
+    """"0.05,0.95" (or "0.05 0.95"), a list or an array to a tuple of two numbers; the rest is validated later."""
+    if isinstance(value, str):
+        parts = [part for part in re.split(r"[,\s]+", value.strip()) if part]
+        try:
+            if len(parts) == 2:
+                return float(parts[0]), float(parts[1])
+        except ValueError:
+            pass
+        raise OptionError(f"{name} must be {LEVELS_FORMAT}, got {value!r}")
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return tuple(value.tolist()) if value.ndim == 1 else value
+    return tuple(value) if isinstance(value, list) else value

@@ -15,6 +15,10 @@ DTYPES = {
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
 }
+# The values offered in messages (each front end spells the option its own way).
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+FALLBACK_DEVICES = ("cpu", "auto")
+DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
 
 
 def mps_available() -> bool:
@@ -34,19 +38,19 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     try:
         resolved = torch.device(device.strip().lower() if isinstance(device, str) else device)
     except (RuntimeError, TypeError) as exc:
-        raise DeviceError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
+        raise DeviceError(f"unknown device {device!r}", "device", DEVICE_CHOICES) from exc
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"device {device!r} requested but CUDA is not available "
-                              "(no NVIDIA GPU, or a CPU-only torch build); use device='cpu' or 'auto'")
+                              "(no NVIDIA GPU, or a CPU-only torch build)", "device", FALLBACK_DEVICES)
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise DeviceError(f"device {device!r} requested but only {torch.cuda.device_count()} "
                               "CUDA device(s) exist")
     elif resolved.type == "mps" and not mps_available():
-        raise DeviceError(f"device {device!r} requested but the MPS backend is not available; "
-                          "use device='cpu' or 'auto'")
+        raise DeviceError(f"device {device!r} requested but the MPS backend is not available",
+                          "device", FALLBACK_DEVICES)
     elif resolved.type not in ("cpu", "cuda", "mps", "xpu"):
-        raise DeviceError(f"unsupported device {device!r}: use 'auto', 'cpu', 'cuda' or 'mps'")
+        raise DeviceError(f"unsupported device {device!r}", "device", DEVICE_CHOICES)
     return resolved
 
 
@@ -57,10 +61,10 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if isinstance(dtype, torch.dtype):
         if dtype in DTYPES.values():
             return dtype
-        raise DeviceError(f"unsupported dtype {dtype}: use float32, float16 or bfloat16")
+        raise DeviceError(f"unsupported dtype {dtype}", "dtype", DTYPE_CHOICES[1:])
     key = str(dtype).strip().lower().removeprefix("torch.")
     if key not in DTYPES:
-        raise DeviceError(f"unknown dtype {dtype!r}: use 'auto', 'float32', 'float16' or 'bfloat16'")
+        raise DeviceError(f"unknown dtype {dtype!r}", "dtype", DTYPE_CHOICES)
     return DTYPES[key]
 
 

@@ -14,7 +14,7 @@ from typing import Mapping
 
 import torch
 
-from .errors import CheckpointError, HubAccessError
+from .errors import CheckpointError, HubAccessError, first_line
 from .network import ISNet
 
 DEFAULT_SOURCE = "briaai/RMBG-1.4"
@@ -32,6 +32,8 @@ PICKLE_MAGIC = b"\x80"
 CONTENT_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
                  (b"RIFF", "a RIFF file such as a WebP image"), (b"II*\x00", "a TIFF image"),
                  (b"MM\x00*", "a TIFF image"))
+# The Python API's way round a Hub that cannot help (front ends word their own: HubAccessError.problem).
+LOCAL_ADVICE = "or pass a local checkpoint file or folder instead"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -70,37 +72,77 @@ def find_in_folder(folder: Path) -> Path:
 def download_from_hub(repo_id: str, *, revision: str | None = None, token: str | bool | None = None,
                       cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
                       local_dir: str | os.PathLike | None = None) -> Path:
-    """Fetch (or find in the cache) ``model.safetensors``, falling back to ``model.pth``, of a hub repo."""
+    """Fetch (or find in the cache) ``model.safetensors``, falling back to ``model.pth``, of a hub repo.
+
+    The Hub is probed first (:mod:`.hub_probe`, about 2 s at most): when it does not answer, an earlier
+    download is looked up without a request, instead of the Hub client's retries.
+    """
     from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub import errors as hub_errors
+    from huggingface_hub import utils as hub_errors  # where 0.23 has them too (its .errors lacks them)
+
+    from .hub_probe import hub_unreachable
 
     remote_missing = getattr(hub_errors, "RemoteEntryNotFoundError", hub_errors.EntryNotFoundError)
     offline = bool(local_files_only) or bool(constants.HF_HUB_OFFLINE)
+    unreachable = None if offline else hub_unreachable(constants.ENDPOINT)
+    if unreachable is not None:
+        found = cached_copy(repo_id, revision=revision, cache_dir=cache_dir, local_dir=local_dir)
+        if found is not None:
+            return found
+        raise no_copy(repo_id, f"the Hugging Face Hub at {constants.ENDPOINT} is unreachable ({unreachable})")
     page = f"https://huggingface.co/{repo_id}"
-    unreachable = False
+    lost = False  # the Hub stopped answering after the probe: only the cache is worth trying now
     for filename in HUB_FILENAMES:
         try:
             return Path(hf_hub_download(repo_id, filename, revision=revision, token=token, cache_dir=cache_dir,
-                                        local_dir=local_dir, local_files_only=offline or unreachable))
+                                        local_dir=local_dir, local_files_only=offline or lost))
         except hub_errors.GatedRepoError:
-            raise HubAccessError(f"{repo_id} is a gated model: accept its licence at {page} while logged "
-                                 "in, then run `hf auth login` (or set HF_TOKEN, or pass token=...)") from None
+            raise HubAccessError(f"{repo_id} is a gated model: accept its licence at {page} while logged in, "
+                                 "then run `hf auth login` (or set HF_TOKEN)", LOCAL_ADVICE) from None
         except hub_errors.RepositoryNotFoundError:
             raise HubAccessError(f"{repo_id}: no such model on the Hugging Face Hub, or it is private "
-                                 "(check the name; log in or pass a token if it is yours)") from None
+                                 "(check the name; log in if it is yours)", LOCAL_ADVICE) from None
         except hub_errors.RevisionNotFoundError:
             raise HubAccessError(f"{repo_id}: revision {revision!r} does not exist") from None
         except hub_errors.LocalEntryNotFoundError:
-            unreachable = True  # nothing cached and no connection: only the cache is worth trying now
+            lost = True
         except remote_missing:
             continue
         except (hub_errors.HfHubHTTPError, OSError) as exc:
-            raise HubAccessError(f"{repo_id}: download of {filename} failed ({exc})") from None
-    if offline or unreachable:
-        why = "offline mode is on (HF_HUB_OFFLINE=1 or local_files_only)" if offline else "the Hub is unreachable"
-        raise HubAccessError(f"{repo_id}: {why} and no copy is cached; download it once while online, or pass "
-                             "a local checkpoint file or folder instead")
+            raise HubAccessError(f"{repo_id}: download of {filename} failed ({first_line(exc)})",
+                                 LOCAL_ADVICE) from None
+    if offline:
+        raise no_copy(repo_id, f"offline mode is on ({'local_files_only' if local_files_only else 'HF_HUB_OFFLINE=1'})")
+    if lost:
+        raise no_copy(repo_id, f"the Hugging Face Hub at {constants.ENDPOINT} stopped answering")
     raise HubAccessError(f"{repo_id}: the repository has neither {' nor '.join(HUB_FILENAMES)}")
+
+
+def cached_copy(repo_id: str, *, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                local_dir: str | os.PathLike | None = None) -> Path | None:
+    """The checkpoint of an earlier download (in ``local_dir``, else the Hub cache), found without a request.
+
+    The Hub client's own offline lookup (``local_files_only``) builds request headers first, for which
+    huggingface_hub 2.x fetches an agent registry from the Hub (3 s against a silent server); a Hub known
+    to be away need not cost that.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in HUB_FILENAMES:
+        if local_dir is not None:
+            candidate = Path(local_dir) / filename
+            if candidate.is_file():
+                return candidate
+            continue
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def no_copy(repo_id: str, why: str) -> HubAccessError:
+    """The error for a Hub that cannot be asked (``why``) when no earlier download is there either."""
+    return HubAccessError(f"{repo_id}: {why} and no copy is cached (download it once while online)", LOCAL_ADVICE)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -177,12 +219,6 @@ def torch_load_reason(exc: Exception) -> str:
     if "weights_only" in text or "Weights only load failed" in text:
         return "its pickle data holds more than tensors"
     return first_line(exc)
-
-
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The first non-empty line of an exception's message (its type name if it has none), shortened."""
-    line = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -1,9 +1,11 @@
-"""A minimal Hugging Face Hub stand-in on 127.0.0.1 for download tests (resolve endpoint only)."""
+"""A minimal Hugging Face Hub stand-in on 127.0.0.1 for download tests (resolve endpoint only), and
+loopback endpoints where no Hub answers."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
+import socket
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -17,6 +19,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.files: dict[tuple[str, str, str], bytes] = {}
         self.gated: set[str] = set()
+        self.down = False  # answer every request with 503, as a Hub in trouble does
         self.requests: list[tuple[str, str, str | None]] = []
         self.url = ""
 
@@ -32,6 +35,8 @@ class FakeHub:
 
             def serve(self, body: bool) -> None:
                 hub.requests.append((self.command, self.path, self.headers.get("Authorization")))
+                if hub.down:
+                    return self.reply(503, {})
                 parts = self.path.split("?")[0].strip("/").split("/")
                 if len(parts) < 5 or parts[2] != "resolve":
                     return self.reply(404, {"X-Error-Code": "EntryNotFound"})
@@ -62,6 +67,19 @@ class FakeHub:
         return Handler
 
 
+def point_hub_at(monkeypatch, url: str) -> None:
+    """Lift the suite's offline guard and send huggingface_hub's requests to ``url`` for one test."""
+    from huggingface_hub import constants, file_download
+
+    template = url + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    for name, value in (("ENDPOINT", url), ("HUGGINGFACE_CO_URL_TEMPLATE", template)):
+        if hasattr(file_download, name):  # older huggingface_hub (0.23) reads its own copies of these
+            monkeypatch.setattr(file_download, name, value)
+
+
 @contextmanager
 def serve(hub: FakeHub) -> Iterator[FakeHub]:
     """Run ``hub`` on an ephemeral loopback port for the duration of the block."""
@@ -74,3 +92,19 @@ def serve(hub: FakeHub) -> Iterator[FakeHub]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def dead_endpoint(kind: str) -> Iterator[str]:
+    """A loopback URL where no Hub answers: ``"refused"`` (connections refused at once) or ``"silent"``
+    (connections accepted by the kernel, then no reply ever), for as long as the block runs."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", 0))
+        if kind == "silent":
+            listener.listen(64)  # never accept()ed: the handshake completes, the request is never read
+        elif kind != "refused":
+            raise ValueError(f"kind must be 'refused' or 'silent', got {kind!r}")
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()

@@ -138,5 +138,5 @@ def test_offline_default_model_is_a_clear_error(tmp_path):
                                env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")}))
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines() == [
-        "rmbg: error: briaai/RMBG-1.4: offline mode is on (HF_HUB_OFFLINE=1 or local_files_only) and no copy is "
-        "cached; download it once while online, or pass a local checkpoint file or folder instead"]
+        "rmbg: error: briaai/RMBG-1.4: offline mode is on (HF_HUB_OFFLINE=1) and no copy is cached (download it "
+        "once while online); or pass --model PATH (a local checkpoint file or folder)"]

@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import rmbg_core.jobs as jobs_module
@@ -175,7 +176,10 @@ def test_colliding_output_names_are_failures_not_overwrites(run, tmp_path):
     ([], "-o/--output-dir is required"),
     (["-o", "{out}", "--batch-size", "0"], "--batch-size: must be 1 or more"),
     (["-o", "{out}", "--format", "gif"], "invalid choice: 'gif'"),
-    (["-o", "{out}", "--device", "tpu"], "unknown device 'tpu'"),
+    (["-o", "{out}", "--device", "tpu"], "unknown device 'tpu'; use --device auto, cpu, cuda, cuda:N or mps"),
+    (["-o", "{out}", "--dtype", "int8"], "unknown dtype 'int8'; use --dtype auto, float32, float16 or bfloat16"),
+    pytest.param(["-o", "{out}", "--device", "cuda"], "CPU-only torch build); use --device cpu or --device auto",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
     (["-o", "{out}", "--model", "{out}/missing.safetensors"], "missing.safetensors: no such checkpoint file"),
 ])
 def test_usage_errors_exit_2_without_traceback(checkpoint_dir, tmp_path, capsys, args, message):
@@ -293,6 +297,8 @@ def test_sigterm_stops_like_ctrl_c_and_the_handler_is_restored(run, tmp_path, mo
     (["--fill-holes", "--grow", "-2", "--feather", "1.5", "--invert"],
      {"refine": {"fill_holes": True, "grow": -2, "feather": 1.5, "invert": True}}),
     (["--min-area", "0.01", "--estimate-foreground"], {"refine": {"min_area": 0.01}, "estimate_foreground": True}),
+    (["--levels", "0.3,0.7"], {"refine": {"levels": (0.3, 0.7)}}),
+    (["--levels", "0.2, 0.8", "--keep-largest"], {"refine": {"levels": (0.2, 0.8), "keep_largest": True}}),
 ])
 def test_edge_flags_match_the_python_api(run, tmp_path, fast_model, flags, options):
     source = photo(tmp_path / "in" / "p.png", 40, 50, seed=3)
@@ -311,6 +317,8 @@ def test_edge_flags_match_the_python_api(run, tmp_path, fast_model, flags, optio
     (["--feather", "-1"], "feather"),
     (["--threshold", "1.5"], "threshold"),
     (["--min-area", "2"], "min_area"),
+    (["--levels", "0.7"], "levels must be two numbers LOW,HIGH"),
+    (["--levels", "0.7,0.3"], "levels must be two numbers LOW,HIGH"),
 ])
 def test_bad_edge_flags_are_usage_errors(run, tmp_path, flags, reason):
     source = photo(tmp_path / "in" / "p.png")

@@ -231,7 +231,7 @@ def test_weights_come_back_after_comfyui_unloads_them(server, fixture_dir):
 
 REFINE = {"threshold": 0.5, "keep_largest": True}
 REFINE_WIDGETS = {"threshold": 0.0, "fill_holes": False, "keep_largest": False, "min_area": 0.0, "grow": 0,
-                  "feather": 0.0, "invert": False}
+                  "feather": 0.0, "invert": False, "levels": "0, 1"}
 
 
 def refiner(mask: list, **options) -> dict:
@@ -246,7 +246,7 @@ def test_refine_mask_workflow_equals_apply_refinement(server, fixture_dir):
     from rmbg_core import Refinement, apply_refinement
     from rmbg_core.processing import mask_to_uint8
 
-    options = {**REFINE, "fill_holes": True, "grow": -2, "feather": 1.5}
+    options = {**REFINE, "fill_holes": True, "grow": -2, "feather": 1.5, "levels": "0.05, 0.95"}
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "chelsea.mask.png"}},
         "2": {"class_type": "ImageFlip", "inputs": {"image": ["1", 0], "flip_method": "x-axis: vertically"}},
@@ -263,7 +263,7 @@ def test_refine_mask_workflow_equals_apply_refinement(server, fixture_dir):
     reference = torch.from_numpy(pixels(fixture_dir / "chelsea.mask.png")).to(torch.float32) / 255.0
     batch = torch.stack((reference, reference.flip(0)))
     for node, chosen in (("7", REFINE), ("10", options)):
-        expected = mask_to_uint8(apply_refinement(batch, Refinement(**chosen))).numpy().astype(int)
+        expected = mask_to_uint8(apply_refinement(batch, Refinement.from_options(chosen))).numpy().astype(int)
         saved = server.outputs(entry, node)
         assert len(saved) == 2, "one mask per frame of the batch"
         for frame, path in enumerate(saved):

@@ -273,10 +273,14 @@ def blobs(count=3, height=40, width=30, seed=0):
 
 
 def test_refine_mask_options_are_the_core_options(pack):
-    """Same names, same order, the core's help as tooltips, the core's limits as widget limits."""
+    """Same names, the core's help as tooltips, the core's limits as widget limits; the order of use, except
+    that options added after the node was published (levels) come last, as saved workflows hold widget
+    values by position."""
     refine_module = pack.rmbg_core.refine
     optional = pack.NODE_CLASS_MAPPINGS["RMBGRefineMask"].INPUT_TYPES()["optional"]
-    assert tuple(optional) == refine_module.option_names()
+    published = ("threshold", "fill_holes", "keep_largest", "min_area", "grow", "feather", "invert")
+    assert tuple(optional)[:len(published)] == published
+    assert sorted(optional) == sorted(refine_module.option_names())
     for name, text in refine_module.option_help().items():
         assert optional[name][1]["tooltip"].startswith(text[:1].upper() + text[1:])
     assert (optional["grow"][1]["min"], optional["grow"][1]["max"]) == (-refine_module.MAX_GROW, refine_module.MAX_GROW)
@@ -298,11 +302,12 @@ def test_refine_mask_defaults_pass_the_mask_through(refine):
     {"fill_holes": True, "min_area": 0.05, "grow": 2},
     {"grow": -1, "feather": 1.5, "invert": True},
     {"threshold": 0.3, "fill_holes": True, "keep_largest": True, "grow": 1, "feather": 0.8},
+    {"levels": "0.05, 0.95"}, {"levels": "0.1,0.6", "keep_largest": True, "feather": 1.0},
 ], ids=lambda options: ",".join(options))
 def test_refine_mask_is_apply_refinement_on_each_mask(pack, refine, options):
     masks = blobs(seed=len(options))
     (out,) = refine(masks, **options)
-    refinement = pack.rmbg_core.Refinement(**options)
+    refinement = pack.rmbg_core.Refinement.from_options(options)
     assert out.shape == masks.shape and out.dtype == torch.float32
     torch.testing.assert_close(out, pack.rmbg_core.apply_refinement(masks, refinement), atol=0, rtol=0)
     for frame, single in zip(out, masks):  # each mask on its own (the blur may round differently in a batch)
@@ -316,6 +321,18 @@ def test_refine_mask_threshold_zero_means_not_set(pack, refine):
                        pack.rmbg_core.apply_refinement(masks, pack.rmbg_core.Refinement(keep_largest=True)))
     binary = refine(masks, threshold=0.5)[0]
     assert set(binary.unique().tolist()) == {0.0, 1.0}
+
+
+def test_refine_mask_levels_widget_is_the_core_levels(pack, refine):
+    """'LOW, HIGH' text gives the core's levels (a solid subject); the default '0, 1' is off."""
+    masks = blobs(2)
+    assert pack.NODE_CLASS_MAPPINGS["RMBGRefineMask"].INPUT_TYPES()["optional"]["levels"][0] == "STRING"
+    assert refine(masks, levels="0, 1")[0] is masks
+    out = refine(masks, levels="0.05, 0.7")[0]
+    expected = pack.rmbg_core.apply_refinement(masks, pack.rmbg_core.Refinement(levels=(0.05, 0.7)))
+    assert torch.equal(out, expected) and bool((out[masks >= 0.7] == 1.0).all())
+    with pytest.raises(ValueError, match="levels must be two numbers LOW,HIGH"):
+        refine(masks, levels="0.9, 0.1")
 
 
 def test_refine_mask_single_mask_and_bad_linked_value(pack, refine):

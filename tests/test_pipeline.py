@@ -174,12 +174,14 @@ REFINEMENTS = [
     {"threshold": 0.5, "keep_largest": True},
     {"fill_holes": True, "min_area": 0.01, "grow": 2},
     {"grow": -1, "feather": 1.5, "invert": True},
+    {"levels": (0.3, 0.7)},
+    {"levels": "0.2,0.8", "fill_holes": True},
 ]
 
 
 def core_output(random_model, photo, **keywords):
     core_mask = random_model.predict(torch.from_numpy(photo)[None], input_size=SMALL_INPUT)[0]
-    refine = Refinement(**{k: v for k, v in keywords.items() if k in option_names()})
+    refine = Refinement.from_options({k: v for k, v in keywords.items() if k in option_names()})
     rest = {k: v for k, v in keywords.items() if k not in option_names()}
     return render(read_image(photo), core_mask, refine=refine, **rest)
 
@@ -232,6 +234,7 @@ def test_keywords_given_when_made_and_when_called_combine(checkpoint_dir, random
     ({"feather": -1}, "feather must be"), ({"threshold": 1.0}, "threshold must be in"),
     ({"grow": 1.5}, "grow must be a whole number"), ({"fill_holes": "maybe"}, "fill_holes must be true or false"),
     ({"min_area": 2}, "min_area must be"), ({"estimate_foreground": "yes"}, "estimate_foreground must be"),
+    ({"levels": (0.9, 0.1)}, "levels must be two numbers"), ({"levels": "0.5"}, "levels must be two numbers"),
 ])
 def test_bad_refinement_values_fail_before_any_image_is_read(pipe, monkeypatch, keywords, message):
     monkeypatch.setattr(pipe, "preprocess", lambda *a, **k: pytest.fail("preprocess ran"))
@@ -242,7 +245,7 @@ def test_bad_refinement_values_fail_before_any_image_is_read(pipe, monkeypatch, 
 def test_unknown_keyword_is_a_clear_error(pipe, photos):
     with pytest.raises(TypeError, match="unexpected keyword argument.*return_masks.*accepts return_mask"):
         pipe(photos[0], return_masks=True)
-    with pytest.raises(TypeError, match="keep_biggest.*accepts .*estimate_foreground, threshold, fill_holes, "
+    with pytest.raises(TypeError, match="keep_biggest.*accepts .*estimate_foreground, levels, threshold, fill_holes, "
                                         "keep_largest, min_area, grow, feather, invert"):
         pipe(photos[0], keep_biggest=True)
     with pytest.raises(TypeError, match="dtype and device are chosen when the pipeline is made"):

@@ -68,6 +68,9 @@ def test_default_is_identity_and_returns_the_same_tensor():
     ({"threshold": 1.0}, "threshold"), ({"threshold": -0.1}, "threshold"), ({"threshold": float("nan")}, "threshold"),
     ({"feather": -1.0}, "feather"), ({"feather": 1e4}, "feather"), ({"grow": 2.5}, "grow"), ({"grow": True}, "grow"), ({"grow": 10_000}, "grow"),
     ({"min_area": 1.5}, "min_area"), ({"fill_holes": "maybe"}, "fill_holes"), ({"invert": 1}, "invert"),
+    ({"levels": (0.9, 0.1)}, "levels"), ({"levels": (0.5, 0.5)}, "levels"), ({"levels": (0.5,)}, "levels"),
+    ({"levels": (-0.1, 0.9)}, "levels"), ({"levels": (0.1, float("nan"))}, "levels"), ({"levels": (False, 1)}, "levels"),
+    ({"levels": 0.5}, "levels"), ({"levels": "0.1;0.9"}, "levels"),
 ])
 @pytest.mark.parametrize("build", [lambda kwargs: Refinement(**kwargs), Refinement.from_options])
 def test_invalid_values_raise_option_error_naming_the_option(kwargs, fragment, build):
@@ -88,11 +91,28 @@ def test_from_options_converts_and_ignores_unset():
 
 
 def test_option_names_and_help_cover_every_field():
-    assert option_names() == ("threshold", "fill_holes", "keep_largest", "min_area", "grow", "feather", "invert")
+    assert option_names() == ("levels", "threshold", "fill_holes", "keep_largest", "min_area", "grow", "feather", "invert")
     assert set(option_help()) == set(option_names()) and all(option_help().values())
 
 
 # ---------------------------------------------------------------- single steps
+
+
+def test_levels_maps_low_high_to_0_1_and_clips():
+    mask = torch.tensor([[0.0, 0.1, 0.2, 0.5, 0.8, 0.9, 1.0]])
+    out = apply_refinement(mask, Refinement(levels=(0.2, 0.8)))
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.0, 0.0, 0.5, 1.0, 1.0, 1.0]]), rtol=0, atol=1e-6)
+    eight_bit = apply_refinement(torch.tensor([[0, 13, 242, 255]], dtype=torch.uint8), Refinement(levels=(0.05, 0.95)))
+    assert eight_bit[0, 0] == 0 and eight_bit[0, 3] == 1 and 0 < eight_bit[0, 1] < 0.01 and 0.99 < eight_bit[0, 2] < 1
+
+
+def test_levels_identity_is_off_and_spellings_convert():
+    assert Refinement(levels=(0, 1)) == Refinement() and Refinement(levels=[0.0, 1.0]).is_identity
+    masks = torch.rand(1, 5, 5)
+    assert apply_refinement(masks, Refinement.from_options(levels="0, 1")) is masks
+    for spelling in ("0.05,0.95", " 0.05, 0.95 ", "0.05 0.95", [0.05, 0.95], np.array([0.05, 0.95]),
+                     (np.float64(0.05), 0.95)):
+        assert Refinement.from_options(levels=spelling).levels == (0.05, 0.95), spelling
 
 
 def test_threshold_binarises_strictly_above():
@@ -254,6 +274,17 @@ def test_batch_members_are_refined_independently(device):
     assert together.device.type == device and together.shape == batch.shape
     for i in range(3):
         torch.testing.assert_close(together[i], apply_refinement(batch[i], refinement), rtol=0, atol=1e-6)
+
+
+def test_levels_run_first_so_threshold_and_feather_see_the_levelled_mask():
+    mask = torch.zeros(1, 20, 20)
+    mask[:, 5:15, 5:15] = 0.5
+    # levels first: 0.5 becomes 1 on (0.25, 0.5), then "> 0.6" holds; threshold first would drop the square.
+    assert apply_refinement(mask, Refinement(levels=(0.25, 0.5), threshold=0.6)).sum() == 100
+    # feather after levels keeps its soft ramp (levels after the blur would clip it back to a hard edge).
+    soft = apply_refinement(mask, Refinement(levels=(0.25, 0.5), feather=2.0))
+    assert torch.equal(soft, apply_refinement(torch.where(mask > 0, 1.0, 0.0), Refinement(feather=2.0)))
+    assert bool(((soft > 0.05) & (soft < 0.95)).any())
 
 
 def test_order_threshold_then_holes_then_components_then_grow_feather_invert():

@@ -39,11 +39,25 @@ def test_unknown_dtypes_are_refused(bad):
 
 def test_unavailable_or_unknown_devices(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(DeviceError, match="CUDA is not available"):
+    with pytest.raises(DeviceError, match=r"CUDA is not available .*; use device 'cpu' or 'auto'$"):
         resolve_device("cuda")
-    with pytest.raises(DeviceError, match="unknown device"):
+    with pytest.raises(DeviceError, match=r"^unknown device 'gpu0'; use device 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'$"):
         resolve_device("gpu0")
     monkeypatch.setattr(runtime, "mps_available", lambda: False)
-    with pytest.raises(DeviceError, match="MPS backend is not available"):
+    with pytest.raises(DeviceError, match="MPS backend is not available; use device 'cpu' or 'auto'$"):
         resolve_device("mps")
     assert resolve_device(" CPU ") == torch.device("cpu")
+
+
+def test_device_messages_name_no_front_ends_syntax(monkeypatch):
+    """The core words the way out neutrally and keeps its parts, so each front end can spell it (the CLI:
+    ``--device cpu``); Python's ``device='cpu'`` would be wrong in the CLI and in ComfyUI."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError) as info:
+        resolve_device("cuda")
+    assert "=" not in str(info.value) and "--" not in str(info.value)
+    assert (info.value.option, info.value.choices) == ("device", ("cpu", "auto"))
+    assert info.value.problem.endswith("(no NVIDIA GPU, or a CPU-only torch build)")
+    with pytest.raises(DeviceError) as info:
+        resolve_dtype("int8", torch.device("cpu"))
+    assert (info.value.option, info.value.choices) == ("dtype", ("auto", "float32", "float16", "bfloat16"))

@@ -16,7 +16,7 @@ from rmbg_core import CheckpointError, HubAccessError, load_model
 from rmbg_core.weights import build_network, locate_checkpoint, read_state_dict
 
 from conftest import REPO, SMALL_INPUT, random_state_dict
-from fake_hub import COMMIT, FakeHub, serve
+from fake_hub import COMMIT, FakeHub, point_hub_at, serve
 
 
 @pytest.fixture(scope="module")
@@ -266,13 +266,9 @@ def test_model_moves_between_dtypes_and_back(checkpoint_file, state):
 @pytest.fixture
 def online(monkeypatch):
     """Lift the suite's offline guard and point huggingface_hub at a fake hub on 127.0.0.1."""
-    from huggingface_hub import constants
-
     hub = FakeHub()
     with serve(hub):
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        point_hub_at(monkeypatch, hub.url)
         yield hub
 
 
@@ -303,7 +299,7 @@ def test_gated_repo_says_accept_licence_and_log_in(online, tmp_path):
         load_model("briaai/RMBG-1.4", device="cpu", cache_dir=tmp_path)
     message = str(info.value)
     assert "gated" in message and "https://huggingface.co/briaai/RMBG-1.4" in message
-    assert "hf auth login" in message and "token" in message
+    assert "hf auth login" in message and "HF_TOKEN" in message
 
 
 def test_unknown_repo_and_missing_files(online, tmp_path):
