@@ -95,7 +95,7 @@ def test_setup_gives_rmbg_torch_to_pip_as_separate_arguments(sandbox):
     assert calls(tmp_path / "log") == [
         ("python", str(REPO), ["-m", "pip", "install", "-q", "torch", "--index-url",
                                "https://download.pytorch.org/whl/cu124"]),
-        ("python", str(REPO), ["-m", "pip", "install", "-q", "-e", ".[test]"]),
+        ("python", str(REPO), ["-m", "pip", "install", "-q", "-e", ".[test,serve,ray]"]),
         ("rmbg", str(work), ["--version"]),
     ]
     (tmp_path / "log").unlink()
