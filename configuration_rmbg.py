@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from transformers import PretrainedConfig
 
-from rmbg_core.processing import MODEL_INPUT_SIZE
+from rmbg_core.model.processing import MODEL_INPUT_SIZE
 
 
 class RMBGConfig(PretrainedConfig):

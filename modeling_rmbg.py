@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from configuration_rmbg import RMBGConfig
-from rmbg_core.network import ISNet
+from rmbg_core.model.network import ISNet
 
 
 @dataclass
@@ -55,7 +55,7 @@ class RMBGForSegmentation(PreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, side_outputs: bool = False,
                 return_dict: bool | None = None) -> RMBGSegmentationOutput | tuple:
-        """Saliency maps for a (B, 3, H, W) batch normalised as ``rmbg_core.processing.preprocess`` does."""
+        """Saliency maps for a (B, 3, H, W) batch normalised as ``rmbg_core.model.processing.preprocess`` does."""
         maps = self.net(pixel_values, side_outputs=side_outputs)
         output = RMBGSegmentationOutput(saliency_maps=tuple(maps) if side_outputs else (maps,))
         return output.to_tuple() if return_dict is False else output

@@ -24,14 +24,14 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from modeling_rmbg import RMBGForSegmentation
 from rmbg_core.api import render
-from rmbg_core.compose import Color, parse_color
+from rmbg_core.edges.compose import Color, parse_color
+from rmbg_core.edges.refine import Refinement, option_names
 from rmbg_core.errors import InputError, OptionError
-from rmbg_core.images import ImageInput, RGBImage, read_image
-from rmbg_core.inference import prepare_network, release_buffers
-from rmbg_core.processing import MODEL_INPUT_SIZE, check_input_size, postprocess, preprocess
-from rmbg_core.refine import Refinement, option_names
-from rmbg_core.runtime import resolve_device, resolve_dtype
-from rmbg_core.weights import DEFAULT_SOURCE, build_network, locate_checkpoint, read_state_dict
+from rmbg_core.model.images import ImageInput, RGBImage, read_image
+from rmbg_core.model.inference import prepare_network, release_buffers
+from rmbg_core.model.processing import MODEL_INPUT_SIZE, check_input_size, postprocess, preprocess
+from rmbg_core.model.runtime import resolve_device, resolve_dtype
+from rmbg_core.model.weights import DEFAULT_SOURCE, build_network, locate_checkpoint, read_state_dict
 
 TASK = "image-segmentation"
 CUSTOM_TASK = "background-removal"

@@ -15,7 +15,7 @@ Rows:
   onnxruntime (CPU, and CUDA when onnxruntime-gpu is installed), with rmbg-kit's pre/post-processing
   around it, so the row differs from ours by the engine only.
 - ``eager (model card)``: the model card's code path: ``F.interpolate`` on the full float image, the
-  plain network as loaded (BatchNorm, NCHW, the CPU accelerator off: ``rmbg_core.network`` alone),
+  plain network as loaded (BatchNorm, NCHW, the CPU accelerator off: ``rmbg_core.model.network`` alone),
   float32; one image at a time, so on the CPU only at batch 1.
 
 Every row reports its masks' difference from ``rmbg-kit float32`` on the same images (uint8 masks,
@@ -82,8 +82,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from rmbg_core.processing import mask_to_uint8, postprocess, preprocess  # noqa: E402
-from rmbg_core.weights import build_network, locate_checkpoint, read_state_dict  # noqa: E402
+from rmbg_core.model.processing import mask_to_uint8, postprocess, preprocess  # noqa: E402
+from rmbg_core.model.weights import build_network, locate_checkpoint, read_state_dict  # noqa: E402
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def probe(spec: dict) -> dict:
         model = rmbg_core.load_model(spec["checkpoint"], device="cpu", dtype=spec["dtype"])
     stages["weights loaded"] = rss_mb()["VmHWM"]
     if spec["input"] == "photo":
-        from rmbg_core.images import read_image
+        from rmbg_core.model.images import read_image
 
         picture = read_image(spec["photo"])
         stages["photo decoded"] = rss_mb()["VmHWM"]

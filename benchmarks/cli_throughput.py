@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rmbg_core import load_model  # noqa: E402
-from rmbg_core.jobs import OUTPUT_FORMATS, Summary, plan_job, run_tasks  # noqa: E402
-from rmbg_core.model import RMBGModel  # noqa: E402
-from rmbg_core.weights import build_network  # noqa: E402
+from rmbg_core.cli.jobs import OUTPUT_FORMATS, Summary, plan_job, run_tasks  # noqa: E402
+from rmbg_core.model.model import RMBGModel  # noqa: E402
+from rmbg_core.model.weights import build_network  # noqa: E402
 
 FIXTURE = REPO.parent / "shared" / "fixtures" / "isnet-real"
 LONG_SIDES = (800, 1200, 1600, 2000)
@@ -63,7 +63,7 @@ def model_for(device: str) -> tuple[RMBGModel, str]:
     dtype = "float16" if device.startswith("cuda") else "float32"
     if (FIXTURE / "model.safetensors").is_file():
         return load_model(FIXTURE, device=device, dtype=dtype), "fixture weights"
-    from rmbg_core.network import ISNet
+    from rmbg_core.model.network import ISNet
 
     network = build_network(ISNet().state_dict(), torch.float32)
     return RMBGModel(network, device=device, dtype=dtype), "random weights"

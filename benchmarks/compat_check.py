@@ -44,7 +44,7 @@ def main(fixture: Path, work: Path) -> dict:
 
     from rmbg_core import load_model
     from rmbg_core.cpu.accelerator import is_accelerated
-    from rmbg_core.export import export_model
+    from rmbg_core.hub.export import export_model
 
     row = {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": numpy.__version__,
            "python": sys.version.split()[0]}

@@ -3,7 +3,7 @@
     python benchmarks/edge_quality.py [--fixtures DIR] [--predict] [--picture docs/edge_quality.png]
 
 Two Markdown tables (bleed: the old background's colour carried into the edge, in grey levels and as a
-share of the local contrast; see rmbg_core/quality.py):
+share of the local contrast; see benchmarks/quality.py):
 
 - a synthetic scene drawn here, whose true foreground colours and alpha are known: a head with several
   hundred sub-pixel hair strands, composited over a saturated green background;
@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rmbg_core import estimate_foreground, load_model  # noqa: E402
-from rmbg_core.compose import composite, to_uint8  # noqa: E402
-from rmbg_core.quality import EDGE_HIGH, EDGE_LOW, edge_bleed, edge_bleed_map  # noqa: E402
+from rmbg_core.edges.compose import composite, to_uint8  # noqa: E402
+from benchmarks.quality import EDGE_HIGH, EDGE_LOW, edge_bleed, edge_bleed_map  # noqa: E402
 
 PHOTOS = ("astronaut", "chelsea", "coffee")
 CROP = 64

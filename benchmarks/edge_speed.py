@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rmbg_core import Refinement, apply_refinement, estimate_foreground  # noqa: E402
-from rmbg_core.inference import prepare_network  # noqa: E402
-from rmbg_core.network import ISNet  # noqa: E402
-from rmbg_core.runtime import dtype_name, resolve_device, resolve_dtype  # noqa: E402
+from rmbg_core.model.inference import prepare_network  # noqa: E402
+from rmbg_core.model.network import ISNet  # noqa: E402
+from rmbg_core.model.runtime import dtype_name, resolve_device, resolve_dtype  # noqa: E402
 
 SIZE = (1080, 1920)
 REFINEMENTS = {

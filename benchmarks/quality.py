@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .foreground import box_sum
+from rmbg_core.edges.foreground import box_sum
 
 EDGE_LOW, EDGE_HIGH = 0.05, 0.95
 

@@ -3,7 +3,7 @@ fixed cost Ray adds to every job.
 
 Builds folders of photos as ``cli_throughput.py`` does (fixture crops, JPEG, 800-2000 px long side), starts
 one local Ray cluster with this machine's cores (and GPUs), then runs the real command in this process
-(``rmbg_core.cli.main``, PNG cutouts written to fresh folders) for each engine: local (the default, all
+(``rmbg_core.cli.main.main``, PNG cutouts written to fresh folders) for each engine: local (the default, all
 cores), Ray with 1 worker holding all cores, Ray with 2 workers holding half each, and, with CUDA, Ray
 with one worker per GPU. Each runs a SMALL and a COUNT job, taking turns, so a busy machine slows them
 alike. A job's time is ``fixed + images / rate``: the two sizes give both (``rate`` is the steady
@@ -38,7 +38,7 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 
 from cli_throughput import FIXTURE, build_photos  # noqa: E402
-from rmbg_core.cli import main as rmbg  # noqa: E402
+from rmbg_core.cli.main import main as rmbg  # noqa: E402
 from rmbg_core.ray.job import PACKAGE_DIR  # noqa: E402
 
 

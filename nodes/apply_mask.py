@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from ..rmbg_core.compose import apply_mask
+from ..rmbg_core.edges.compose import apply_mask
 from . import comfy_runtime
 from .options import (BACKGROUND_COLOR, BACKGROUND_MODE, CATEGORY, ESTIMATE_FOREGROUND, MASK_CONVENTION, background_for,
                       check_color)
 
 
 class RMBGApplyMask:
-    """``rmbg_core.compose.apply_mask`` as a node."""
+    """``rmbg_core.edges.compose.apply_mask`` as a node."""
 
     DESCRIPTION = ("Applies a mask to an image: an RGBA cutout or an RGB composite on a colour. A single mask "
                    "is used for every image of a batch; a mask of another size is resized. " + MASK_CONVENTION)

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from ..rmbg_core.runtime import resolve_device, resolve_dtype
+from ..rmbg_core.model.runtime import resolve_device, resolve_dtype
 
 try:
     import comfy.model_management as model_management

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..rmbg_core.runtime import resolve_device
+from ..rmbg_core.model.runtime import resolve_device
 from . import comfy_runtime, model_folder
 from .model_management import ManagedModel, load_managed
 from .options import CATEGORY, MODEL_TYPE

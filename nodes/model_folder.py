@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from ..rmbg_core.errors import CheckpointError, HubAccessError
-from ..rmbg_core.weights import DEFAULT_SOURCE, HUB_FILENAMES, download_from_hub
+from ..rmbg_core.model.weights import DEFAULT_SOURCE, HUB_FILENAMES, download_from_hub
 
 try:
     import folder_paths

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from ..rmbg_core.model import RMBGModel, load_model
-from ..rmbg_core.processing import MODEL_INPUT_SIZE
+from ..rmbg_core.model.model import RMBGModel, load_model
+from ..rmbg_core.model.processing import MODEL_INPUT_SIZE
 from . import comfy_runtime
 
 try:

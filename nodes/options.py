@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..rmbg_core.compose import parse_color
+from ..rmbg_core.edges.compose import parse_color
+from ..rmbg_core.edges.refine import MAX_FEATHER, MAX_GROW, Refinement, option_help
 from ..rmbg_core.errors import InputError
-from ..rmbg_core.refine import MAX_FEATHER, MAX_GROW, Refinement, option_help
 
 CATEGORY = "image/background removal"
 MODEL_TYPE = "RMBG_MODEL"
@@ -77,7 +77,7 @@ def refinement_from_widgets(**values: object) -> Refinement:
 
 
 def background_for(mode: str, color: str) -> str | None:
-    """The ``background`` argument of ``rmbg_core.compose.apply_mask``: None for a cutout."""
+    """The ``background`` argument of ``rmbg_core.edges.compose.apply_mask``: None for a cutout."""
     if mode not in BACKGROUND_MODES:
         raise InputError(f"background mode {mode!r} is not one of {', '.join(BACKGROUND_MODES)}")
     if mode == "alpha":

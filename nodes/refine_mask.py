@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from ..rmbg_core.refine import apply_refinement
+from ..rmbg_core.edges.refine import apply_refinement
 from . import comfy_runtime
 from .options import CATEGORY, MASK_CONVENTION, refinement_from_widgets, refinement_inputs
 
 
 class RMBGRefineMask:
-    """``rmbg_core.refine.apply_refinement`` as a node; the options are ``rmbg_core.Refinement``'s."""
+    """``rmbg_core.edges.refine.apply_refinement`` as a node; the options are ``rmbg_core.Refinement``'s."""
 
     DESCRIPTION = ("Cleans up a mask or a batch of masks (each on its own), in this order: levels, threshold, "
                    "fill_holes, keep_largest / min_area, grow, feather, invert. Everything is off by default (the "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..rmbg_core.compose import apply_mask
+from ..rmbg_core.edges.compose import apply_mask
 from . import comfy_runtime
 from .model_management import ManagedModel
 from .options import (BACKGROUND_COLOR, BACKGROUND_MODE, CATEGORY, ESTIMATE_FOREGROUND, MASK_CONVENTION, MODEL_TYPE,

@@ -25,11 +25,11 @@ _PUBLIC = {
     "InputError": "errors",
     "OptionError": "errors",
     "RMBGError": "errors",
-    "estimate_foreground": "foreground",
-    "RMBGModel": "model",
-    "load_model": "model",
-    "Refinement": "refine",
-    "apply_refinement": "refine",
+    "estimate_foreground": "edges.foreground",
+    "RMBGModel": "model.model",
+    "load_model": "model.model",
+    "Refinement": "edges.refine",
+    "apply_refinement": "edges.refine",
 }
 
 __all__ = sorted([*_PUBLIC, "__version__"])
@@ -37,10 +37,10 @@ __all__ = sorted([*_PUBLIC, "__version__"])
 if TYPE_CHECKING:
     from .api import remove_background
     from .batch import RemovalResult, iter_remove_background
+    from .edges.foreground import estimate_foreground
+    from .edges.refine import Refinement, apply_refinement
     from .errors import CheckpointError, DeviceError, HubAccessError, InputError, OptionError, RMBGError
-    from .foreground import estimate_foreground
-    from .model import RMBGModel, load_model
-    from .refine import Refinement, apply_refinement
+    from .model.model import RMBGModel, load_model
 
 
 def __getattr__(name: str) -> Any:

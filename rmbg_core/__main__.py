@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
+from .cli.interrupts import run_program
 from .cpu.settings import apply_cpu_defaults
-from .interrupts import run_program
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int:
         apply_cpu_defaults()
-        from .cli import main as run_cli
+        from .cli.main import main as run_cli
 
         return run_cli(argv)
 

@@ -7,11 +7,11 @@ import os
 import torch
 from PIL import Image
 
-from .compose import Color, composite, cutout, parse_color, to_pil
-from .images import ImageInput, RGBImage, read_image
-from .model import RMBGModel, load_model
-from .processing import MODEL_INPUT_SIZE, check_input_size, mask_to_uint8
-from .refine import RefinementLike, apply_refinement, as_refinement
+from .edges.compose import Color, composite, cutout, parse_color, to_pil
+from .edges.refine import RefinementLike, apply_refinement, as_refinement
+from .model.images import ImageInput, RGBImage, read_image
+from .model.model import RMBGModel, load_model
+from .model.processing import MODEL_INPUT_SIZE, check_input_size, mask_to_uint8
 
 
 def resolve_model(model: RMBGModel | str | os.PathLike | None) -> RMBGModel:

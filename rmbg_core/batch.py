@@ -18,13 +18,13 @@ import torch
 from PIL import Image
 
 from .api import render, resolve_model
-from .refine import RefinementLike, as_refinement
-from .compose import Color, parse_color
+from .edges.compose import Color, parse_color
+from .edges.refine import RefinementLike, as_refinement
 from .errors import InputError, RMBGError
-from .images import ImageInput, RGBImage, describe, read_image
-from .model import RMBGModel
+from .model.images import ImageInput, RGBImage, describe, read_image
+from .model.model import RMBGModel
+from .model.processing import MODEL_INPUT_SIZE, check_input_size
 from .options import check_count
-from .processing import MODEL_INPUT_SIZE, check_input_size
 
 # Inputs that are one image although Python could iterate them (a path string letter by letter).
 SINGLE_INPUTS = (str, bytes, bytearray, os.PathLike, Image.Image)

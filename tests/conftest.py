@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from pack_import import import_pack
-from rmbg_core.network import ISNet
+from rmbg_core.model.network import ISNet
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_DIR = REPO.parent / "shared" / "fixtures" / "isnet-real"

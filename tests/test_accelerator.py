@@ -11,7 +11,7 @@ from rmbg_core import load_model
 from rmbg_core.cpu import self_check
 from rmbg_core.cpu.accelerator import accelerate, is_accelerated, restore_plain
 from rmbg_core.cpu.private_ops import PrivateOps
-from rmbg_core.weights import build_network
+from rmbg_core.model.weights import build_network
 
 from conftest import SMALL_INPUT, random_state_dict
 
@@ -77,7 +77,7 @@ def test_cli_no_accelerate_flag(fast_model, checkpoint_dir, tmp_path, monkeypatc
     from PIL import Image
 
     from rmbg_core import RMBGModel
-    from rmbg_core.cli import main
+    from rmbg_core.cli.main import main
 
     seen = []
     predict = RMBGModel.predict

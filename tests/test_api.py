@@ -12,8 +12,8 @@ from PIL import Image
 
 from conftest import SMALL_INPUT
 from rmbg_core import InputError, remove_background
-from rmbg_core.compose import composite, cutout, parse_color
-from rmbg_core.processing import MODEL_INPUT_SIZE
+from rmbg_core.edges.compose import composite, cutout, parse_color
+from rmbg_core.model.processing import MODEL_INPUT_SIZE
 
 SMALL = {"input_size": SMALL_INPUT}
 

@@ -203,7 +203,7 @@ def test_bad_batch_size_and_workers_are_option_errors_at_the_call(fast_model, op
 
 def test_one_check_for_counts_everywhere(fast_model, tmp_path, capsys):
     """The CLI, the model and make_executor refuse what iter_remove_background refuses, with its words."""
-    from rmbg_core.cli import main
+    from rmbg_core.cli.main import main
 
     with pytest.raises(OptionError, match="workers must be 0 or more, got -2"):
         batch_module.make_executor(-2)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import rmbg_core
-from rmbg_core.cli import main
+from rmbg_core.cli.main import main
 
 
 @pytest.mark.parametrize("argv,expected", [(["--version"], f"rmbg {rmbg_core.__version__}"),

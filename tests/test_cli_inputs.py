@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rmbg_core.inputs import find_images
-from rmbg_core.jobs import plan_outputs
+from rmbg_core.cli.inputs import find_images
+from rmbg_core.cli.jobs import plan_outputs
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-import rmbg_core.jobs as jobs_module
+import rmbg_core.cli.jobs as jobs_module
 from rmbg_core import remove_background
-from rmbg_core.cli import main
+from rmbg_core.cli.main import main
 from rmbg_core.files import PART_SUFFIX
 
 

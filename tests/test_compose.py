@@ -1,10 +1,10 @@
-"""rmbg_core.compose.fit_mask / apply_mask: batch broadcast, resizing, inversion, cutout vs composite."""
+"""rmbg_core.edges.compose.fit_mask / apply_mask: batch broadcast, resizing, inversion, cutout vs composite."""
 
 import pytest
 import torch
 
 from rmbg_core import InputError
-from rmbg_core.compose import apply_mask, composite, fit_mask
+from rmbg_core.edges.compose import apply_mask, composite, fit_mask
 
 
 def images(count, height=6, width=5, channels=3, seed=0):

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from rmbg_core import estimate_foreground
-from rmbg_core.quality import edge_bleed
+from benchmarks.quality import edge_bleed
 
 from conftest import FIXTURE_PHOTOS, REPO
 

@@ -21,11 +21,11 @@ from safetensors.torch import load_file
 from conftest import FIXTURE_PHOTOS, REPO, SMALL_INPUT
 from rmbg_core import RMBGError, load_model
 from rmbg_core.api import render
-from rmbg_core.cli import main
-from rmbg_core.export import ENTRY_MODULES, export_model, hub_config
-from rmbg_core.flatten import FlattenError, core_relative_imports, flatten, rewrite_entry
-from rmbg_core.images import read_image
-from rmbg_core.refine import option_help, option_names
+from rmbg_core.cli.main import main
+from rmbg_core.hub.export import ENTRY_MODULES, export_model, hub_config
+from rmbg_core.hub.flatten import FlattenError, core_relative_imports, flatten, rewrite_entry
+from rmbg_core.model.images import read_image
+from rmbg_core.edges.refine import option_help, option_names
 
 PROJECT_MODULES = {"rmbg_core", *ENTRY_MODULES}
 RUNTIME_PACKAGES = {"torch", "transformers", "numpy", "PIL", "safetensors", "huggingface_hub"}
@@ -195,7 +195,7 @@ def test_overwrite_replaces_an_export_and_keeps_other_files(tmp_path, checkpoint
     from safetensors.torch import save_file
 
     from conftest import random_state_dict
-    from rmbg_core.export import GENERATED_HEADER, ExportExistsError
+    from rmbg_core.hub.export import GENERATED_HEADER, ExportExistsError
 
     other = tmp_path / "other.safetensors"
     save_file(random_state_dict(1), str(other))
@@ -256,7 +256,7 @@ def fail_midway(monkeypatch, where, error):
     file, then raise ``error``: a disk filling up midway."""
     import pathlib
 
-    import rmbg_core.export as export_module
+    import rmbg_core.hub.export as export_module
 
     if where == "weights":
         def save(state, path):

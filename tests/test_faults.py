@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rmbg_core.cli import build_parser, main
+from rmbg_core.cli.main import build_parser, main
 from rmbg_core.files import PART_SUFFIX, write_atomic
-from rmbg_core.jobs import plan_job
-from rmbg_core.report import one_line
+from rmbg_core.cli.jobs import plan_job
+from rmbg_core.cli.report import one_line
 
 from conftest import REPO
 
@@ -388,7 +388,7 @@ def test_input_size_reaches_the_network(fixture_dir, real_model, tmp_path, capsy
         seen.append(tuple(size))
         return original(images, size, *args, **kwargs)
 
-    monkeypatch.setattr("rmbg_core.model.preprocess", spy)
+    monkeypatch.setattr("rmbg_core.model.model.preprocess", spy)
     code = main(["remove", str(photo(tmp_path / "a.png")), "-o", str(tmp_path / "out"), "--model",
                  str(fixture_dir), "--input-size", "48x80", "--device", "cpu", "--dtype", "float32"])
     assert code == 0 and seen == [(48, 80)], capsys.readouterr().err

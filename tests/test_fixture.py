@@ -7,7 +7,7 @@ from PIL import Image
 
 from rmbg_core import load_model, remove_background
 from rmbg_core.cpu.accelerator import is_accelerated
-from rmbg_core.weights import build_network, read_state_dict
+from rmbg_core.model.weights import build_network, read_state_dict
 
 from conftest import FIXTURE_PHOTOS
 

@@ -4,11 +4,11 @@ import importlib.util
 
 import torch
 
-import rmbg_core.network
+import rmbg_core.model.network
 from rmbg_core.cpu.accelerator import accelerate, is_accelerated
 from rmbg_core.cpu.folding import batchnorm_is_identity, conv_bn_blocks, fold_batchnorm
-from rmbg_core.network import ISNet
-from rmbg_core.weights import build_network
+from rmbg_core.model.network import ISNet
+from rmbg_core.model.weights import build_network
 
 from conftest import SMALL_INPUT, random_state_dict
 
@@ -78,13 +78,13 @@ def test_folding_twice_changes_nothing():
 
 def test_blocks_of_a_second_import_of_the_network_module_are_folded_and_accelerated():
     """transformers' remote code may import network.py twice: blocks are found by structure, not class."""
-    spec = importlib.util.spec_from_file_location("second_copy_of_network", rmbg_core.network.__file__)
+    spec = importlib.util.spec_from_file_location("second_copy_of_network", rmbg_core.model.network.__file__)
     second = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(second)
     torch.manual_seed(0)
     network = second.ISNet().eval().requires_grad_(False)
     network.load_state_dict(random_state_dict(3))
-    assert type(network.stage1.rebnconvin) is not rmbg_core.network.ConvBNReLU
+    assert type(network.stage1.rebnconvin) is not rmbg_core.model.network.ConvBNReLU
     x = network_input(3)
     with torch.inference_mode():
         expected = network(x)

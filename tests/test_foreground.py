@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import rmbg_core.foreground as foreground
+import rmbg_core.edges.foreground as foreground
 from rmbg_core import InputError, estimate_foreground
-from rmbg_core.compose import composite, cutout
+from rmbg_core.edges.compose import composite, cutout
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from rmbg_core import DeviceError, HubAccessError, load_model
-from rmbg_core.hub_probe import PROBE_SECONDS, probe_seconds
-from rmbg_core.weights import LOCAL_ADVICE, download_from_hub, locate_checkpoint
+from rmbg_core.model.hub_probe import PROBE_SECONDS, probe_seconds
+from rmbg_core.model.weights import LOCAL_ADVICE, download_from_hub, locate_checkpoint
 
 from conftest import REPO
 from fake_hub import FakeHub, dead_endpoint, point_hub_at, serve
@@ -110,7 +110,7 @@ def test_an_unreachable_hub_still_serves_the_cached_copy(monkeypatch, checkpoint
 def test_a_fresh_process_learns_it_just_as_fast(tmp_path):
     """The first Hub call of a process (the CLI's case): nothing the Hub client fetches once per process
     (huggingface_hub 2.x's agent registry, 3 s against a silent server) may add to the probe's bound."""
-    code = ("import time, rmbg_core.weights as weights\n"
+    code = ("import time, rmbg_core.model.weights as weights\n"
             "start = time.perf_counter()\n"
             "try:\n    weights.locate_checkpoint('briaai/RMBG-1.4')\n"
             "except weights.HubAccessError:\n    print(time.perf_counter() - start)\n")

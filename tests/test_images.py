@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from rmbg_core import InputError
-from rmbg_core.images import describe, read_image
+from rmbg_core.model.images import describe, read_image
 
 RGB = np.array([[[10, 20, 30], [40, 50, 60], [70, 80, 90]],
                 [[100, 110, 120], [130, 140, 150], [160, 170, 180]]], dtype=np.uint8)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from rmbg_core.network import ISNet, ResidualUBlock
+from rmbg_core.model.network import ISNet, ResidualUBlock
 
 
 def test_keys_and_shapes_match_rmbg_checkpoint(fixture_dir):

@@ -236,7 +236,7 @@ def test_apply_mask_estimate_foreground(pack, apply):
     batch, mask = frames(3, seed=5), torch.rand(3, 36, 28)
     (plain,) = apply(batch, mask, "color", "#FF00FF", False)
     (clean,) = apply(batch, mask, "color", "#FF00FF", False, True)
-    expected = pack.rmbg_core.compose.apply_mask(batch, mask, background="#FF00FF", estimate_foreground=True)
+    expected = pack.rmbg_core.edges.compose.apply_mask(batch, mask, background="#FF00FF", estimate_foreground=True)
     torch.testing.assert_close(clean, expected, atol=0, rtol=0)
     assert not torch.allclose(clean, plain), "the colours are the estimate, not the photo's"
     (cut,) = apply(batch, mask[:1], "alpha", "#FFFFFF", False, True)
@@ -252,7 +252,7 @@ def test_remove_background_estimate_foreground(pack, managed, remove):
     torch.testing.assert_close(image[..., :3], pack.rmbg_core.estimate_foreground(batch, mask), atol=0, rtol=0)
     torch.testing.assert_close(image[..., 3], mask, atol=0, rtol=0)
     flat, _ = remove(managed, batch, 4, "color", "#00FF00", True)
-    expected = pack.rmbg_core.compose.apply_mask(batch, mask, background="#00FF00", estimate_foreground=True)
+    expected = pack.rmbg_core.edges.compose.apply_mask(batch, mask, background="#00FF00", estimate_foreground=True)
     torch.testing.assert_close(flat, expected, atol=0, rtol=0)
 
 
@@ -276,7 +276,7 @@ def test_refine_mask_options_are_the_core_options(pack):
     """Same names, the core's help as tooltips, the core's limits as widget limits; the order of use, except
     that options added after the node was published (levels) come last, as saved workflows hold widget
     values by position."""
-    refine_module = pack.rmbg_core.refine
+    refine_module = pack.rmbg_core.edges.refine
     optional = pack.NODE_CLASS_MAPPINGS["RMBGRefineMask"].INPUT_TYPES()["optional"]
     published = ("threshold", "fill_holes", "keep_largest", "min_area", "grow", "feather", "invert")
     assert tuple(optional)[:len(published)] == published
@@ -413,7 +413,7 @@ def test_loader_auto_device_outside_comfyui_is_rmbg_core_auto(pack, models_dir, 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(loader, "load_managed", recording_load)
     (loaded,) = pack.NODE_CLASS_MAPPINGS["RMBGLoadModel"]().load("mine.safetensors", "auto", "auto")
-    assert pack.rmbg_core.runtime.resolve_device("auto") == torch.device("cuda")
+    assert pack.rmbg_core.model.runtime.resolve_device("auto") == torch.device("cuda")
     assert requested == [(torch.device("cuda"), torch.float16)]
     assert loaded.model.source == str(models_dir / "mine.safetensors")
 

@@ -18,9 +18,9 @@ from modeling_rmbg import RMBGForSegmentation
 from pipeline_rmbg import RMBGPipeline, load_pipeline
 from rmbg_core import InputError, OptionError, Refinement
 from rmbg_core.api import render
-from rmbg_core.images import read_image
-from rmbg_core.refine import option_names
-from rmbg_core.weights import build_network
+from rmbg_core.model.images import read_image
+from rmbg_core.edges.refine import option_names
+from rmbg_core.model.weights import build_network
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_batch_size_at_construction_and_generators(checkpoint_dir, photos):
 def test_dtype_is_honoured(checkpoint_dir, pipe, photos, dtype):
     half = load_pipeline(checkpoint_dir, device="cpu", dtype=dtype, model_input_size=SMALL_INPUT)
     heads = {id(p) for head in half.model.net.side_heads() for p in head.parameters()}
-    assert half.model.dtype == dtype  # the body; side heads stay float32 (see rmbg_core.model.HALF_DTYPES)
+    assert half.model.dtype == dtype  # the body; side heads stay float32 (see rmbg_core.model.inference.HALF_DTYPES)
     assert all(p.dtype == (torch.float32 if id(p) in heads else dtype) for p in half.model.parameters())
     seen = []
     half.model.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))

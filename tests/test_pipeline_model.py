@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from configuration_rmbg import RMBGConfig
 from conftest import random_state_dict
 from modeling_rmbg import RMBGForSegmentation
-from rmbg_core.weights import build_network
+from rmbg_core.model.weights import build_network
 
 
 @pytest.fixture(scope="module")

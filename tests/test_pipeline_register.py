@@ -7,7 +7,7 @@ from transformers import pipeline
 from conftest import SMALL_INPUT
 from modeling_rmbg import RMBGForSegmentation
 from pipeline_rmbg import RMBGPipeline, load_pipeline, register
-from rmbg_core.export import export_model
+from rmbg_core.hub.export import export_model
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rmbg_core.processing import mask_to_uint8, postprocess, preprocess, resize_bilinear
+from rmbg_core.model.processing import mask_to_uint8, postprocess, preprocess, resize_bilinear
 
 
 @pytest.mark.parametrize("height,width", [(300, 451), (1024, 1024), (7, 5), (1, 1), (2100, 333), (64, 3000)])
 def test_resize_equals_f_interpolate(height, width, monkeypatch):
-    monkeypatch.setattr("rmbg_core.processing.RESIZE_BAND_ELEMENTS", 50_000)  # force many bands
+    monkeypatch.setattr("rmbg_core.model.processing.RESIZE_BAND_ELEMENTS", 50_000)  # force many bands
     images = torch.randint(0, 256, (2, height, width, 3), dtype=torch.uint8)
     reference = F.interpolate(images.permute(0, 3, 1, 2).float(), size=[256, 320], mode="bilinear")
     ours = resize_bilinear(images, (256, 320)).permute(0, 3, 1, 2)
@@ -61,7 +61,7 @@ def test_postprocess_writes_into_the_given_buffer():
 
 
 def test_mask_to_uint8_in_bands_equals_one_pass(monkeypatch):
-    monkeypatch.setattr("rmbg_core.processing.RESIZE_BAND_ELEMENTS", 1000)
+    monkeypatch.setattr("rmbg_core.model.processing.RESIZE_BAND_ELEMENTS", 1000)
     masks = torch.rand(3, 47, 59)
     masks[0, 0, 0], masks[1, 0, 0] = 1.0, 0.0
     assert torch.equal(mask_to_uint8(masks), (masks * 255).to(torch.uint8))

@@ -25,8 +25,8 @@ from PIL import Image
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed (pip install 'rmbg-kit[ray]')")
 
 from rmbg_core import remove_background  # noqa: E402
-from rmbg_core.cli import main  # noqa: E402
-from rmbg_core.jobs import OUTPUT_FORMATS, Task  # noqa: E402
+from rmbg_core.cli.main import main  # noqa: E402
+from rmbg_core.cli.jobs import OUTPUT_FORMATS, Task  # noqa: E402
 from rmbg_core.ray import RemoveBackground  # noqa: E402
 from rmbg_core.ray.job import PACKAGE_DIR, Cluster, build_dataset  # noqa: E402
 

@@ -16,8 +16,8 @@ pytest.importorskip("ray", reason="the [ray] extra is not installed (pip install
 from pyarrow import fs  # noqa: E402  (comes with ray[data])
 
 from rmbg_core import RMBGError, RMBGModel, remove_background  # noqa: E402
-from rmbg_core.cli import build_parser, main  # noqa: E402
-from rmbg_core.jobs import OUTPUT_FORMATS  # noqa: E402
+from rmbg_core.cli.main import build_parser, main  # noqa: E402
+from rmbg_core.cli.jobs import OUTPUT_FORMATS  # noqa: E402
 from rmbg_core.ray import RemoveBackground  # noqa: E402
 from rmbg_core.ray.command import plan_ray_job, predictor_options  # noqa: E402
 from rmbg_core.ray.job import Cluster  # noqa: E402
@@ -76,8 +76,8 @@ def test_predictor_checks_its_options_when_the_actor_starts(checkpoint_dir, opti
 
 
 def test_the_core_and_the_cli_never_import_ray_or_pyarrow():
-    code = ("import sys, rmbg_core, rmbg_core.cli, rmbg_core.ray, rmbg_core.jobs; rmbg_core.remove_background; "
-            "rmbg_core.cli.build_parser(); print(sorted(m for m in ('ray', 'pyarrow') if m in sys.modules))")
+    code = ("import sys, rmbg_core, rmbg_core.cli.main, rmbg_core.ray, rmbg_core.cli.jobs; rmbg_core.remove_background; "
+            "rmbg_core.cli.main.build_parser(); print(sorted(m for m in ('ray', 'pyarrow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert out.returncode == 0, out.stderr
@@ -85,7 +85,7 @@ def test_the_core_and_the_cli_never_import_ray_or_pyarrow():
 
 
 def test_engine_ray_without_the_extra_is_one_line_and_exit_2(tmp_path):
-    code = ("import sys; sys.modules['ray'] = None; from rmbg_core.cli import main; "
+    code = ("import sys; sys.modules['ray'] = None; from rmbg_core.cli.main import main; "
             f"sys.exit(main(['remove', {str(tmp_path)!r}, '-o', {str(tmp_path / 'out')!r}, '--engine', 'ray']))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=str(REPO)))

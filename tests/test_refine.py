@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from rmbg_core import OptionError, Refinement, apply_refinement
-from rmbg_core.components import label_components
-from rmbg_core.refine import option_help, option_names
+from rmbg_core.edges.components import label_components
+from rmbg_core.edges.refine import option_help, option_names
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

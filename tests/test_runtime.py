@@ -5,7 +5,7 @@ import torch
 
 from rmbg_core import DeviceError
 from rmbg_core import runtime
-from rmbg_core.runtime import resolve_device, resolve_dtype
+from rmbg_core.model.runtime import resolve_device, resolve_dtype
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from rmbg_core import OptionError, Refinement, remove_background
-from rmbg_core.jobs import OUTPUT_FORMATS
+from rmbg_core.cli.jobs import OUTPUT_FORMATS
 from serve_process import HOST, REPO, free_port, request
 
 SERVE_STACK = find_spec("fastapi") is not None and find_spec("uvicorn") is not None and (
@@ -97,7 +97,7 @@ class CountingModel:
 
 
 def picture(value: int):
-    from rmbg_core.images import RGBImage
+    from rmbg_core.model.images import RGBImage
 
     return RGBImage(torch.full((2, 3, 3), value, dtype=torch.uint8), None, f"image {value}")
 
@@ -379,7 +379,7 @@ def test_settings_are_checked():
 
 
 def test_serve_options_and_the_token_variable(monkeypatch):
-    from rmbg_core.cli import build_parser
+    from rmbg_core.cli.main import build_parser
     from rmbg_core.serve.command import settings_from
 
     monkeypatch.setenv("RMBG_TOKEN", "from-env")
@@ -402,8 +402,8 @@ def run_python(code: str) -> subprocess.CompletedProcess:
 
 def test_the_core_never_imports_the_service():
     done = run_python(
-        "import sys, rmbg_core, rmbg_core.api, rmbg_core.batch, rmbg_core.cli\n"
-        "rmbg_core.cli.build_parser().parse_args(['serve'])\n"
+        "import sys, rmbg_core, rmbg_core.api, rmbg_core.batch, rmbg_core.cli.main\n"
+        "rmbg_core.cli.main.build_parser().parse_args(['serve'])\n"
         "loaded = sorted(name for name in sys.modules if name.split('.')[0] in ('fastapi', 'starlette', 'uvicorn')"
         " or name == 'rmbg_core.serve.app')\n"
         "print(loaded)")
@@ -419,7 +419,7 @@ def test_serve_without_the_extra_is_a_one_line_error():
         "        if name.split('.')[0] in ('fastapi', 'uvicorn'):\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
         "sys.meta_path.insert(0, Missing())\n"
-        "from rmbg_core.cli import main\n"
+        "from rmbg_core.cli.main import main\n"
         "sys.exit(main(['serve', '--model', 'nowhere']))")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [

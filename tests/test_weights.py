@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 import rmbg_core
 from rmbg_core import CheckpointError, HubAccessError, load_model
-from rmbg_core.weights import build_network, locate_checkpoint, read_state_dict
+from rmbg_core.model.weights import build_network, locate_checkpoint, read_state_dict
 
 from conftest import REPO, SMALL_INPUT, random_state_dict
 from fake_hub import COMMIT, FakeHub, point_hub_at, serve
@@ -116,7 +116,7 @@ def test_broken_files_give_clear_errors(tmp_path, name, content, reason):
 
 def test_images_and_json_as_model_give_one_error_line(tmp_path, fixture_dir, capsys):
     """``--model photo.png`` / ``--model config.json``: one ``rmbg: error:`` line naming the file, exit 2."""
-    from rmbg_core.cli import main
+    from rmbg_core.cli.main import main
 
     (tmp_path / "config.json").write_text('{"architectures": ["RMBGForSegmentation"]}\n')
     photo = fixture_dir / "astronaut.png"

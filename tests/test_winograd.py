@@ -9,7 +9,7 @@ from rmbg_core.cpu import winograd
 from rmbg_core.cpu.accelerator import accelerate
 from rmbg_core.cpu.kernels import conv_relu, drop_packed_weights, onednn_fusion_available
 from rmbg_core.cpu.winograd import transform_weights, winograd_conv_relu, winograd_suits
-from rmbg_core.network import ISNet
+from rmbg_core.model.network import ISNet
 
 pytestmark = pytest.mark.skipif(not onednn_fusion_available(torch.float32), reason="needs oneDNN (mkldnn) on the CPU")
 

@@ -18,13 +18,13 @@ from typing import Any, Callable, Hashable, Iterable, Protocol, Sequence, Union
 
 from PIL import Image
 
-from .batch import iter_remove_background, make_executor
-from .refine import RefinementLike
-from .compose import Color
-from .files import write_atomic
+from ..batch import iter_remove_background, make_executor
+from ..edges.compose import Color
+from ..edges.refine import RefinementLike
+from ..files import write_atomic
+from ..model.model import RMBGModel
+from ..model.processing import MODEL_INPUT_SIZE
 from .inputs import Discovery, FoundImage, find_images
-from .model import RMBGModel
-from .processing import MODEL_INPUT_SIZE
 
 
 @dataclass(frozen=True)

@@ -16,19 +16,19 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .batch import iter_remove_background
-from .compose import parse_color
-from .errors import DeviceError, HubAccessError, RMBGError, either
-from .files import check_writable_folder
-from .interrupts import EXIT_INTERRUPTED, interrupt_guard, run_program
+from ..batch import iter_remove_background
+from ..edges.compose import parse_color
+from ..edges.refine import Refinement, option_help, option_kinds
+from ..errors import DeviceError, HubAccessError, RMBGError, either
+from ..files import check_writable_folder
+from ..model.model import RMBGModel, load_model
+from ..model.processing import MODEL_INPUT_SIZE
+from ..model.weights import DEFAULT_SOURCE
+from ..options import count_problem
+from ..version import __version__
+from .interrupts import EXIT_INTERRUPTED, interrupt_guard
 from .jobs import OUTPUT_FORMATS, Failure, OutputFormat, Plan, Summary, plan_job, run_tasks
-from .model import RMBGModel, load_model
-from .options import count_problem
-from .processing import MODEL_INPUT_SIZE
-from .refine import Refinement, option_help, option_kinds
 from .report import Reporter, print_message
-from .version import __version__
-from .weights import DEFAULT_SOURCE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 Command = Callable[[argparse.Namespace], int]
@@ -233,7 +233,7 @@ def finish_job(summary: Summary, reporter: Reporter, json_summary: bool) -> int:
 def run_with_ray(args: argparse.Namespace, output_format: OutputFormat, edges: dict[str, Any]) -> int:
     """``--engine ray``: the same job on a Ray cluster (:mod:`rmbg_core.ray`, imported only here)."""
     try:
-        from .ray.command import run_remove_on_ray
+        from ..ray.command import run_remove_on_ray
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in ("ray", "pyarrow"):
             raise
@@ -358,7 +358,7 @@ def add_export_command(subparsers: Any) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     """``rmbg export``: write the hub-ready folder and say what was written."""
-    from .export import ExportExistsError, export_model
+    from ..hub.export import ExportExistsError, export_model
 
     try:
         written = export_model(args.model, args.out_dir, overwrite=args.overwrite, revision=args.revision)
@@ -370,7 +370,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def add_serve_command(subparsers: Any) -> None:
     """``rmbg serve``: the HTTP service; its options live in :mod:`rmbg_core.serve.command`."""
-    from .serve.command import add_serve_command as add_serve
+    from ..serve.command import add_serve_command as add_serve
 
     add_serve(subparsers)
 
@@ -425,6 +425,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = EXIT_INTERRUPTED
         return EXIT_INTERRUPTED if guard.received else code
 
-
-if __name__ == "__main__":
-    sys.exit(run_program(main))

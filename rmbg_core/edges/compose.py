@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import InputError
+from ..errors import InputError
+from ..model.images import split_channels
 from .foreground import estimate_foreground as estimate_foreground_colours
-from .images import split_channels
 
 Color = Union[str, Sequence[int]]
 _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")

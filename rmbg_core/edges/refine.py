@@ -42,8 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError, OptionError
 from .components import component_sizes, label_components
-from .errors import InputError, OptionError
 
 # Level splitting a soft mask into object and background for holes and components.
 OBJECT_LEVEL = 0.5

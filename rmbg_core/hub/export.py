@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from .errors import RMBGError
+from ..edges.refine import option_help
+from ..errors import RMBGError, first_line
+from ..folders import write_folder_atomic
+from ..model.processing import MODEL_INPUT_SIZE
+from ..model.weights import DEFAULT_SOURCE, build_network, locate_checkpoint, read_state_dict
+from ..version import __version__
 from .flatten import flatten
-from .folders import write_folder_atomic
-from .processing import MODEL_INPUT_SIZE
-from .refine import option_help
-from .version import __version__
-from .weights import DEFAULT_SOURCE, build_network, first_line, locate_checkpoint, read_state_dict
 
 # The transformers front end: modules beside rmbg_core, and the classes config.json points at.
 ENTRY_MODULES = ("configuration_rmbg", "modeling_rmbg", "pipeline_rmbg")

@@ -19,10 +19,11 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from .errors import RMBGError
+from ..errors import RMBGError
 
-CORE_PACKAGE = __package__ or "rmbg_core"
-CORE_DIR = Path(__file__).resolve().parent
+# This module lives in rmbg_core/hub/; the package it flattens is rmbg_core itself.
+CORE_DIR = Path(__file__).resolve().parents[1]
+CORE_PACKAGE = CORE_DIR.name
 # The front-end modules live beside the core package (the repository root, or site-packages).
 PROJECT_ROOT = CORE_DIR.parent
 # The relative-import patterns transformers itself uses to find the files remote code needs.

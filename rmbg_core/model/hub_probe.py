@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from .errors import first_line
+from ..errors import first_line
 
 # How long the Hub may take to answer the probe (DNS, connection, TLS and the reply together); a user
 # who sets HF_HUB_ETAG_TIMEOUT (the Hub client's own metadata timeout) for a slow link gets that instead.

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from .cpu.accelerator import accelerate as install_accelerator
-from .cpu.accelerator import clear_buffers, clear_caches, release_buffers, restore_plain
-from .cpu.settings import resolve_accelerate
+from ..cpu.accelerator import accelerate as install_accelerator
+from ..cpu.accelerator import clear_buffers, clear_caches, release_buffers, restore_plain
+from ..cpu.settings import resolve_accelerate
 from .network import ISNet
 
 __all__ = ["HALF_DTYPES", "clear_buffers", "prepare_network", "release_buffers", "set_head_dtype", "share_weights"]

@@ -10,12 +10,12 @@ from typing import Callable, Iterable, Sequence, Union
 import numpy as np
 import torch
 
-from .cpu.settings import resolve_accelerate
-from .errors import InputError
+from ..cpu.settings import resolve_accelerate
+from ..errors import InputError
+from ..options import check_count
 from .images import as_tensor, normalise_values, split_channels
 from .inference import HALF_DTYPES, clear_buffers, prepare_network, release_buffers, set_head_dtype, share_weights
 from .network import ISNet
-from .options import check_count
 from .processing import MODEL_INPUT_SIZE, postprocess, preprocess
 from .runtime import dtype_name, resolve_device, resolve_dtype
 from .weights import DEFAULT_SOURCE, build_network, locate_checkpoint, read_state_dict

@@ -12,8 +12,8 @@ import operator
 
 import torch
 
-from .errors import InputError
-from .options import is_int
+from ..errors import InputError
+from ..options import is_int
 
 MODEL_INPUT_SIZE = (1024, 1024)
 # Elements of float work per band of rows in the input resize (bounds its temporary memory).

@@ -14,7 +14,7 @@ from typing import Mapping
 
 import torch
 
-from .errors import CheckpointError, HubAccessError, first_line
+from ..errors import CheckpointError, HubAccessError, first_line
 from .network import ISNet
 
 DEFAULT_SOURCE = "briaai/RMBG-1.4"

@@ -11,11 +11,11 @@ from typing import Any, Sequence
 
 import ray
 
-from .. import load_model
-from ..cli import STDIN, UsageError, check_output_folder, finish_job, output_folder, report_plan
-from ..inputs import find_images
-from ..jobs import LOCAL_FILES, OutputFormat, Plan, plan_found
-from ..report import Reporter
+from ..cli.inputs import find_images
+from ..cli.jobs import LOCAL_FILES, OutputFormat, Plan, plan_found
+from ..cli.main import STDIN, UsageError, check_output_folder, finish_job, output_folder, report_plan
+from ..cli.report import Reporter
+from ..model.model import load_model
 from .job import Cluster, connect, run_on_ray
 from .storage import RemoteStore, find_uri_images, is_uri
 

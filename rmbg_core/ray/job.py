@@ -23,9 +23,8 @@ import numpy as np
 import ray
 from ray.util.debug import log_once
 
-from ..errors import RMBGError
-from ..jobs import Failure, ItemDone, Location, Summary, Task
-from ..weights import first_line
+from ..cli.jobs import Failure, ItemDone, Location, Summary, Task
+from ..errors import RMBGError, first_line
 from .predictor import Batch, RemoveBackground
 from .storage import STORE_ERRORS, RemoteStore, read_bytes, write_bytes
 

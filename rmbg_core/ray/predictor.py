@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import iter_remove_background, load_model
+from ..batch import iter_remove_background
+from ..cli.jobs import OUTPUT_FORMATS
+from ..edges.refine import RefinementLike
 from ..errors import OptionError
-from ..jobs import OUTPUT_FORMATS
-from ..processing import MODEL_INPUT_SIZE
-from ..refine import RefinementLike
-from ..weights import DEFAULT_SOURCE
+from ..model.model import load_model
+from ..model.processing import MODEL_INPUT_SIZE
+from ..model.weights import DEFAULT_SOURCE
 
 Batch = dict[str, np.ndarray]
 

@@ -21,11 +21,10 @@ from urllib.parse import urlsplit
 import pyarrow
 from pyarrow import fs
 
-from ..errors import InputError
+from ..cli.inputs import Discovery, FoundImage, is_image_file
+from ..cli.jobs import LOCAL_FILES, Location
+from ..errors import InputError, first_line
 from ..files import part_name, write_atomic
-from ..inputs import Discovery, FoundImage, is_image_file
-from ..jobs import LOCAL_FILES, Location
-from ..weights import first_line
 
 OBJECT_STORES = frozenset({"s3", "gcs", "abfs"})
 # What pyarrow raises for a store that cannot be reached, a bad URI or a missing file system library.

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ..model import RMBGModel
+from ..model.model import RMBGModel
 from ..version import __version__
 from .problems import Problem
 from .routes import public, router

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..images import RGBImage
-from ..model import RMBGModel
+from ..model.images import RGBImage
+from ..model.model import RMBGModel
 
 # Weight of the newest pass in the running mean of pass durations (for Retry-After estimates).
 DURATION_SMOOTHING = 0.2

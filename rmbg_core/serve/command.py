@@ -15,8 +15,8 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from ..cli import EXIT_OK, EXIT_USAGE, UsageError, add_model_arguments, non_negative_int, positive_int
-from ..report import print_message
+from ..cli.main import EXIT_OK, EXIT_USAGE, UsageError, add_model_arguments, non_negative_int, positive_int
+from ..cli.report import print_message
 from .settings import ServeSettings
 
 TOKEN_VARIABLE = "RMBG_TOKEN"

@@ -12,10 +12,10 @@ from typing import Any, Iterable, Mapping
 
 from PIL import Image
 
-from ..compose import parse_color
+from ..cli.jobs import OUTPUT_FORMATS, OutputFormat
+from ..edges.compose import parse_color
+from ..edges.refine import Refinement, option_help, option_names, parse_flag
 from ..errors import OptionError, RMBGError
-from ..jobs import OUTPUT_FORMATS, OutputFormat
-from ..refine import Refinement, option_help, option_names, parse_flag
 
 OUTPUTS = ("cutout", "mask")
 GENERAL_HELP = {

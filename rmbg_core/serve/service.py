@@ -19,8 +19,8 @@ from typing import Any, Awaitable, Callable, Iterator
 
 from ..api import render
 from ..errors import RMBGError
-from ..images import RGBImage
-from ..model import RMBGModel, load_model
+from ..model.images import RGBImage
+from ..model.model import RMBGModel, load_model
 from .batching import BatchWorker, WorkerStopped, is_out_of_memory
 from .options import RemoveOptions
 from .problems import Problem

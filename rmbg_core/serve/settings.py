@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass
 
 from ..errors import OptionError
+from ..model.processing import MODEL_INPUT_SIZE, check_input_size
 from ..options import check_count
-from ..processing import MODEL_INPUT_SIZE, check_input_size
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive
 
 from ..errors import InputError
-from ..images import RGBImage, read_image
+from ..model.images import RGBImage, read_image
 from .problems import Problem
 
 # Raw bodies with these types are taken as image data (besides image/*); curl's -T sends none.
