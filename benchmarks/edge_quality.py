@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from rmbg_core import estimate_foreground, load_model  # noqa: E402
 from rmbg_core.edges.compose import composite, to_uint8  # noqa: E402
+from rmbg_core.files import write_atomic  # noqa: E402
 from benchmarks.quality import EDGE_HIGH, EDGE_LOW, edge_bleed, edge_bleed_map  # noqa: E402
 
 PHOTOS = ("astronaut", "chelsea", "coffee")
@@ -212,17 +211,8 @@ def worst_crop(bleed: torch.Tensor) -> tuple[int, int]:
 
 
 def save_atomically(image: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(handle)
-    try:
-        image.save(temporary, format="PNG", optimize=True)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
+    """Write ``image`` as a PNG at ``path`` with the package's atomic writer."""
+    write_atomic(path, lambda handle: image.save(handle, format="PNG", optimize=True))
 
 if __name__ == "__main__":
     sys.exit(main())

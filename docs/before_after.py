@@ -10,15 +10,17 @@ needs no model and draws the same picture everywhere. Nothing of the weights is 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rmbg_core.files import write_atomic  # noqa: E402
+
 FIXTURES = REPO.parent / "shared" / "fixtures" / "isnet-real"
 PHOTO = "astronaut"
 SIDE = 360          # each panel is SIDE x SIDE pixels
@@ -47,18 +49,8 @@ def before_after(photo: Image.Image, mask: Image.Image) -> Image.Image:
 
 
 def save_atomically(image: Image.Image, path: Path) -> None:
-    """Write a JPEG to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".jpg")
-    os.close(handle)
-    try:
-        image.save(temporary, format="JPEG", quality=QUALITY, optimize=True)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
+    """Write ``image`` as a JPEG at ``path`` with the package's atomic writer."""
+    write_atomic(path, lambda handle: image.save(handle, format="JPEG", quality=QUALITY, optimize=True))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -304,7 +304,7 @@ def test_a_full_disk_leaves_the_folder_as_it_was(tmp_path, checkpoint_file, monk
 
 def test_failed_swap_puts_everything_back(tmp_path, monkeypatch):
     """If renaming the new folder into place fails, the old folder and the entries it lent are restored."""
-    import rmbg_core.folders as folders
+    import rmbg_core.files as folders
 
     out = tmp_path / "hub"
     (out / ".git").mkdir(parents=True)

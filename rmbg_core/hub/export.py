@@ -18,7 +18,7 @@ import torch
 
 from ..edges.refine import option_help
 from ..errors import RMBGError, first_line
-from ..folders import write_folder_atomic
+from ..files import write_folder_atomic
 from ..model.processing import MODEL_INPUT_SIZE
 from ..model.weights import DEFAULT_SOURCE, build_network, locate_checkpoint, read_state_dict
 from ..version import __version__
