@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rmbg_core import load_model  # noqa: E402
-from rmbg_core.cli.jobs import OUTPUT_FORMATS, Summary, plan_job, run_tasks  # noqa: E402
+from rmbg_core.cli.jobs import Summary, plan_job, run_tasks  # noqa: E402
+from rmbg_core.formats import OUTPUT_FORMATS  # noqa: E402
 from rmbg_core.model.model import RMBGModel  # noqa: E402
 from rmbg_core.model.weights import build_network  # noqa: E402
 

@@ -130,7 +130,7 @@ def rss_mb(pid: int) -> float:
 def in_process(args: argparse.Namespace, photos: list[bytes], requests: int) -> Run:
     """``remove_background`` one image after another in this process, PNG-encoded as the service does."""
     from rmbg_core import load_model, remove_background
-    from rmbg_core.cli.jobs import OUTPUT_FORMATS
+    from rmbg_core.formats import OUTPUT_FORMATS
 
     model = load_model(args.weights, device=args.device, dtype=args.dtype)
     remove_background(photos[0], model=model, input_size=args.input_size)  # warm-up

@@ -26,7 +26,8 @@ ray = pytest.importorskip("ray", reason="the [ray] extra is not installed (pip i
 
 from rmbg_core import remove_background  # noqa: E402
 from rmbg_core.cli.main import main  # noqa: E402
-from rmbg_core.cli.jobs import OUTPUT_FORMATS, Task  # noqa: E402
+from rmbg_core.cli.jobs import Task  # noqa: E402
+from rmbg_core.formats import OUTPUT_FORMATS  # noqa: E402
 from rmbg_core.ray import RemoveBackground  # noqa: E402
 from rmbg_core.ray.job import PACKAGE_DIR, Cluster, build_dataset  # noqa: E402
 

@@ -17,7 +17,7 @@ from pyarrow import fs  # noqa: E402  (comes with ray[data])
 
 from rmbg_core import RMBGError, RMBGModel, remove_background  # noqa: E402
 from rmbg_core.cli.main import build_parser, main  # noqa: E402
-from rmbg_core.cli.jobs import OUTPUT_FORMATS  # noqa: E402
+from rmbg_core.formats import OUTPUT_FORMATS  # noqa: E402
 from rmbg_core.ray import RemoveBackground  # noqa: E402
 from rmbg_core.ray.command import plan_ray_job, predictor_options  # noqa: E402
 from rmbg_core.ray.job import Cluster  # noqa: E402

@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 
 from rmbg_core import remove_background
-from rmbg_core.cli.jobs import OUTPUT_FORMATS
+from rmbg_core.formats import OUTPUT_FORMATS
 from serve_process import HOST, ServeProcess, multipart
 
 pytestmark = pytest.mark.skipif(

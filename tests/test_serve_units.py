@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from rmbg_core import OptionError, Refinement, remove_background
-from rmbg_core.cli.jobs import OUTPUT_FORMATS
+from rmbg_core.formats import OUTPUT_FORMATS
 from serve_process import HOST, REPO, free_port, request
 
 SERVE_STACK = find_spec("fastapi") is not None and find_spec("uvicorn") is not None and (

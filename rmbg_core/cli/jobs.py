@@ -7,7 +7,6 @@ skipped unless ``overwrite`` is set.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections import deque
@@ -22,31 +21,10 @@ from ..batch import iter_remove_background, make_executor
 from ..edges.compose import Color
 from ..edges.refine import RefinementLike
 from ..files import write_atomic
+from ..formats import OutputFormat
 from ..model.model import RMBGModel
 from ..model.processing import MODEL_INPUT_SIZE
 from .inputs import Discovery, FoundImage, find_images
-
-
-@dataclass(frozen=True)
-class OutputFormat:
-    """How outputs are encoded: Pillow format name, file suffix, save options."""
-
-    pil_format: str
-    suffix: str
-    options: dict = field(default_factory=dict)
-
-    def encode(self, image: Image.Image) -> bytes:
-        buffer = io.BytesIO()
-        image.save(buffer, format=self.pil_format, **self.options)
-        return buffer.getvalue()
-
-
-# WebP is lossless and exact (keeps colours under zero alpha), so it equals PNG; JPEG (no alpha) is for composites.
-OUTPUT_FORMATS = {
-    "png": OutputFormat("PNG", ".png"),
-    "webp": OutputFormat("WEBP", ".webp", {"lossless": True, "exact": True}),
-    "jpg": OutputFormat("JPEG", ".jpg", {"quality": 95}),
-}
 
 
 # A file of a job: a local Path, or a URI string on a remote store (see Storage).

@@ -27,7 +27,8 @@ from ..model.weights import DEFAULT_SOURCE
 from ..options import count_problem
 from ..version import __version__
 from .interrupts import EXIT_INTERRUPTED, interrupt_guard
-from .jobs import OUTPUT_FORMATS, Failure, OutputFormat, Plan, Summary, plan_job, run_tasks
+from ..formats import OUTPUT_FORMATS, OutputFormat
+from .jobs import Failure, Plan, Summary, plan_job, run_tasks
 from .report import Reporter, print_message
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

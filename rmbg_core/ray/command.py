@@ -12,7 +12,8 @@ from typing import Any, Sequence
 import ray
 
 from ..cli.inputs import find_images
-from ..cli.jobs import LOCAL_FILES, OutputFormat, Plan, plan_found
+from ..cli.jobs import LOCAL_FILES, Plan, plan_found
+from ..formats import OutputFormat
 from ..cli.main import STDIN, UsageError, check_output_folder, finish_job, output_folder, report_plan
 from ..cli.report import Reporter
 from ..model.model import load_model

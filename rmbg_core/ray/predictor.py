@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..batch import iter_remove_background
-from ..cli.jobs import OUTPUT_FORMATS
+from ..formats import OUTPUT_FORMATS
 from ..edges.refine import RefinementLike
 from ..errors import OptionError
 from ..model.model import load_model

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 from PIL import Image
 
-from ..cli.jobs import OUTPUT_FORMATS, OutputFormat
+from ..formats import OUTPUT_FORMATS, OutputFormat
 from ..edges.compose import parse_color
 from ..edges.refine import Refinement, option_help, option_names, parse_flag
 from ..errors import OptionError, RMBGError

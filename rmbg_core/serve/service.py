@@ -1,7 +1,7 @@
 """The removal pipeline behind the HTTP routes: load the model, admit requests, decode, batch, render, encode.
 
 Everything here is the core's: ``images.read_image`` decodes (via :mod:`.uploads`), ``RMBGModel.predict``
-runs in the :class:`BatchWorker`, ``api.render`` builds the output and ``jobs.OUTPUT_FORMATS`` encodes it.
+runs in the :class:`BatchWorker`, ``api.render`` builds the output and ``formats.OUTPUT_FORMATS`` encodes it.
 Decoding and encoding run in a small thread pool, never on the event loop. Admission is bounded
 (``ServeSettings.admitted_limit``), so memory is too; a full service answers 503 with Retry-After.
 """
