@@ -2,7 +2,7 @@
 
 The defaults (:mod:`rmbg_core.cpu.settings`) only take effect before torch is imported, and only a
 program that owns its process should set them, so they are applied here and not on ``import rmbg_core``.
-The stop signals are handled from here on too (:mod:`rmbg_core.interrupts`), so a Ctrl-C while torch
+The stop signals are handled from here on too (:mod:`rmbg_core.cli.interrupts`), so a Ctrl-C while torch
 and the model load is as clean as one during the job.
 """
 

@@ -3,7 +3,7 @@ Winograd convolutions for the deep layers and activation buffers reused across f
 
 ``accelerate(network)`` installs it (one call; :mod:`.accelerator`), ``restore_plain(network)`` removes
 it, ``load_model(..., accelerate=False)`` or ``RMBG_ACCELERATE=0`` never installs it. It replaces the
-blocks' processors, never their modules, weights or names (see :mod:`rmbg_core.network`), and checks
+blocks' processors, never their modules, weights or names (see :mod:`rmbg_core.model.network`), and checks
 the private torch ops it rests on once per process (:mod:`.self_check`): if they fail, it stays off.
 
 This package's ``__init__`` and :mod:`.settings` import no torch (the ``rmbg`` command applies the

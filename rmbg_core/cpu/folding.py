@@ -5,7 +5,7 @@
 ReLU too (see :mod:`rmbg_core.cpu.kernels`). The statistics are combined in float64 and the
 weights scaled in float32 at least. Afterwards each BatchNorm holds identity statistics, so the network's
 ``state_dict()`` keeps every RMBG-1.4 key and is itself a valid checkpoint computing the same masks
-(the original tensors stay in the checkpoint file: :func:`rmbg_core.weights.read_state_dict`).
+(the original tensors stay in the checkpoint file: :func:`rmbg_core.model.weights.read_state_dict`).
 
 Blocks are found by structure (a ``conv_s1`` convolution followed by a ``bn_s1`` BatchNorm), never by
 class: transformers' remote code may import the network module twice, giving two classes of one block.

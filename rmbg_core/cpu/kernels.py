@@ -82,7 +82,7 @@ def packed_weights(conv: nn.Conv2d, *inputs: torch.Tensor) -> tuple[torch.Tensor
 
 
 def winograd_weights(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The Winograd transforms of ``conv``'s whole weight (:func:`~rmbg_core.winograd.transform_weights`)
+    """The Winograd transforms of ``conv``'s whole weight (:func:`~rmbg_core.cpu.winograd.transform_weights`)
     for inputs like ``x``; cached and remade like :func:`packed_weights`."""
     height, width = x.shape[2:]
     tiles = band_rows(conv.in_channels, conv.out_channels, height, width, x.element_size()) * (width // 2)
@@ -217,7 +217,7 @@ def single_output_conv3x3(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 def upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """:func:`rmbg_core.network.upsample_like` (bilinear, align_corners=False) into a pooled buffer when one is active."""
+    """:func:`rmbg_core.model.network.upsample_like` (bilinear, align_corners=False) into a pooled buffer when one is active."""
     out = pooled_empty((*x.shape[:2], *like.shape[2:]), x.dtype)
     if out is None:
         return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
@@ -225,7 +225,7 @@ def upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def downsample(x: torch.Tensor) -> torch.Tensor:
-    """:func:`rmbg_core.network.downsample` (2x2 max pooling, ceil mode) into a pooled buffer when one is
+    """:func:`rmbg_core.model.network.downsample` (2x2 max pooling, ceil mode) into a pooled buffer when one is
     active and the size is even."""
     height, width = x.shape[2:]
     out = pooled_empty((*x.shape[:2], height // 2, width // 2), x.dtype) if height % 2 == width % 2 == 0 else None

@@ -31,7 +31,7 @@ class RMBGModel:
     """The RMBG-1.4 "session": an :class:`ISNet` in eval mode on one device, in one dtype.
 
     ``predict`` takes channels-last images (ComfyUI's IMAGE layout) and returns masks at input size.
-    The network is prepared for inference in place (:func:`rmbg_core.inference.prepare_network`): with
+    The network is prepared for inference in place (:func:`rmbg_core.model.inference.prepare_network`): with
     ``accelerate`` (default: unless ``RMBG_ACCELERATE=0``) the CPU accelerator is installed, BatchNorm
     folded into the convolutions (its ``state_dict`` remains a valid checkpoint with the same outputs);
     weights channels-last on CUDA, side heads kept in float32 under a half-precision body.

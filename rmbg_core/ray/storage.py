@@ -38,7 +38,7 @@ def is_uri(text: str) -> bool:
 
 
 class RemoteStore:
-    """One pyarrow file system, its locations spelled as URIs: a :class:`rmbg_core.jobs.Storage`."""
+    """One pyarrow file system, its locations spelled as URIs: a :class:`rmbg_core.cli.jobs.Storage`."""
 
     def __init__(self, filesystem: fs.FileSystem, prefix: str) -> None:
         self.filesystem = filesystem
@@ -101,7 +101,7 @@ class RemoteStore:
 def find_uri_images(locations: Sequence[tuple[str, str]], store: RemoteStore, *, recursive: bool = False,
                     exclude: str | None = None) -> Discovery:
     """The images that (argument, location) pairs on ``store`` name: files, and folders (prefixes) listed
-    as :func:`rmbg_core.inputs.find_images` lists local ones (image extensions, no dot-names, sorted).
+    as :func:`rmbg_core.cli.inputs.find_images` lists local ones (image extensions, no dot-names, sorted).
 
     ``exclude`` is a location never scanned (the output folder). Glob patterns are local only.
     """
