@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     print("Synthetic scene (true foreground known), 256x320:\n")
     print("| colours | bleed | error vs true foreground |")
     print("|---|---:|---:|")
-    for label, colours in (("photo colours", scene.photo), ("estimated foreground", estimated),
+    for label, colors in (("photo colours", scene.photo), ("estimated foreground", estimated),
                            ("true foreground", scene.foreground)):
-        bleed = edge_bleed(scene.photo, scene.alpha, colours)
+        bleed = edge_bleed(scene.photo, scene.alpha, colors)
         print(f"| {label} | {bleed.levels:.1f} levels ({100 * bleed.share:.1f}%) | "
               f"{visible_error(scene, colours):.1f} levels |")
     if args.picture is not None:
@@ -109,21 +109,21 @@ def synthetic_scene(seed: int = SEED) -> Scene:
     rng = np.random.default_rng(seed)
     height, width = SCENE_SIZE
     big = (width * SUPERSAMPLE, height * SUPERSAMPLE)
-    centre = np.array([width / 2, height * 0.62])
+    center = np.array([width / 2, height * 0.62])
     radii = np.array([62.0, 72.0])
 
     head = Image.new("L", big, 0)
-    ImageDraw.Draw(head).ellipse([*((centre - radii) * SUPERSAMPLE), *((centre + radii) * SUPERSAMPLE)], fill=255)
+    ImageDraw.Draw(head).ellipse([*((center - radii) * SUPERSAMPLE), *((center + radii) * SUPERSAMPLE)], fill=255)
     shoulders = np.array([width / 2, height + 40.0]), np.array([140.0, 70.0])
     ImageDraw.Draw(head).ellipse([*((shoulders[0] - shoulders[1]) * SUPERSAMPLE),
                                   *((shoulders[0] + shoulders[1]) * SUPERSAMPLE)], fill=255)
 
     hair_cover = Image.new("L", big, 0)
-    hair_colour = Image.new("RGB", big, 0)
-    cover_draw, colour_draw = ImageDraw.Draw(hair_cover), ImageDraw.Draw(hair_colour)
+    hair_color = Image.new("RGB", big, 0)
+    cover_draw, color_draw = ImageDraw.Draw(hair_cover), ImageDraw.Draw(hair_color)
     for _ in range(STRANDS):
         angle = rng.uniform(-math.pi * 0.95, -math.pi * 0.05)  # the upper half of the head
-        root = centre + radii * 0.92 * np.array([math.cos(angle), math.sin(angle)])
+        root = center + radii * 0.92 * np.array([math.cos(angle), math.sin(angle)])
         heading = angle + rng.normal(0.0, 0.25)
         length = rng.uniform(25.0, 75.0)
         curl = rng.normal(0.0, 0.012)
@@ -133,19 +133,19 @@ def synthetic_scene(seed: int = SEED) -> Scene:
             heading += curl + rng.normal(0.0, 0.02)
             position = position + np.array([math.cos(heading), math.sin(heading)])
         shade = rng.uniform(0.0, 1.0)
-        colour = tuple(int(c) for c in (np.array([236, 196, 110]) * (1 - shade) + np.array([120, 70, 30]) * shade))
+        color = tuple(int(c) for c in (np.array([236, 196, 110]) * (1 - shade) + np.array([120, 70, 30]) * shade))
         line_width = int(rng.integers(2, 6))  # 0.5 to 1.25 px at the final size
         cover_draw.line(points, fill=255, width=line_width, joint="curve")
-        colour_draw.line(points, fill=colour, width=line_width, joint="curve")
+        color_draw.line(points, fill=color, width=line_width, joint="curve")
 
     head_alpha = _downsample(np.asarray(head, np.float32)[..., None] / 255.0)[..., 0]
     cover = np.asarray(hair_cover, np.float32)[..., None] / 255.0
     hair_alpha = _downsample(cover)[..., 0]
-    hair_premultiplied = _downsample(np.asarray(hair_colour, np.float32) / 255.0 * cover)
+    hair_premultiplied = _downsample(np.asarray(hair_color, np.float32) / 255.0 * cover)
     hair_rgb = hair_premultiplied / np.maximum(hair_alpha[..., None], 1e-6)
 
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    light = np.clip(1.05 - 0.35 * np.hypot((xs - centre[0] + 25) / radii[0], (ys - centre[1] + 30) / radii[1]), 0.35, 1)
+    light = np.clip(1.05 - 0.35 * np.hypot((xs - center[0] + 25) / radii[0], (ys - center[1] + 30) / radii[1]), 0.35, 1)
     skin = np.stack([0.93 * light, 0.74 * light, 0.62 * light], axis=-1)
     background = np.stack([0.10 + 0.15 * xs / width, 0.80 - 0.15 * ys / height, 0.25 + 0.35 * ys / height], axis=-1)
 
@@ -165,11 +165,11 @@ def _downsample(values: np.ndarray) -> np.ndarray:
     return values.reshape(h // SUPERSAMPLE, SUPERSAMPLE, w // SUPERSAMPLE, SUPERSAMPLE, c).mean(axis=(1, 3))
 
 
-def visible_error(scene: Scene, colours: torch.Tensor) -> float:
+def visible_error(scene: Scene, colors: torch.Tensor) -> float:
     """Mean |a*(C - F_true)| over the edge band and the channels, in grey levels: what any new background shows."""
     alpha = scene.alpha.to(torch.float32) / 255.0
     band = (alpha > EDGE_LOW) & (alpha < EDGE_HIGH)
-    shown = colours.to(torch.float32) / (255.0 if colours.dtype == torch.uint8 else 1.0)
+    shown = colors.to(torch.float32) / (255.0 if colors.dtype == torch.uint8 else 1.0)
     error = (alpha[..., None] * (shown - scene.foreground)).abs()
     return float(error[band].mean()) * 255.0
 
@@ -180,8 +180,8 @@ def picture(scene: Scene, estimated: torch.Tensor) -> Image.Image:
     top, left = worst_crop(bleed)
     crop = (slice(top, top + CROP), slice(left, left + CROP))
     alpha = scene.alpha[crop]
-    panels = [composite(colours[crop], alpha, NEW_BACKGROUND)
-              for colours in (scene.photo, estimated, scene.foreground)]
+    panels = [composite(colors[crop], alpha, NEW_BACKGROUND)
+              for colors in (scene.photo, estimated, scene.foreground)]
     side = CROP * ZOOM
     overview = Image.fromarray(scene.photo.numpy()).resize((side * SCENE_SIZE[1] // SCENE_SIZE[0], side),
                                                            Image.BILINEAR)

@@ -34,14 +34,14 @@ class EdgeBleed:
     pixels: int
 
 
-def edge_bleed(image: torch.Tensor, alpha: torch.Tensor, colours: torch.Tensor, *, radius: int = 10,
+def edge_bleed(image: torch.Tensor, alpha: torch.Tensor, colors: torch.Tensor, *, radius: int = 10,
                min_contrast: float = 0.1) -> EdgeBleed:
     """Mean bleed of the old background into a cutout's edge band (see the module docstring).
 
     ``image`` is the photo (H, W, 3), ``alpha`` the cutout's alpha (H, W), ``colours`` the cutout's
     colours (H, W, 3): the photo itself, or estimated foreground colours. uint8 or float in [0, 1].
     """
-    bleed, contrast = edge_bleed_map(image, alpha, colours, radius=radius, min_contrast=min_contrast)
+    bleed, contrast = edge_bleed_map(image, alpha, colors, radius=radius, min_contrast=min_contrast)
     band = contrast > 0
     if not bool(band.any()):
         return EdgeBleed(0.0, 0.0, 0)
@@ -49,10 +49,10 @@ def edge_bleed(image: torch.Tensor, alpha: torch.Tensor, colours: torch.Tensor, 
                      pixels=int(band.sum()))
 
 
-def edge_bleed_map(image: torch.Tensor, alpha: torch.Tensor, colours: torch.Tensor, *, radius: int = 10,
+def edge_bleed_map(image: torch.Tensor, alpha: torch.Tensor, colors: torch.Tensor, *, radius: int = 10,
                    min_contrast: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel bleed (H, W) in [0, 1] colour units and local contrast (H, W); both 0 off the edge band."""
-    photo, cut = _unit(image), _unit(colours)
+    photo, cut = _unit(image), _unit(colors)
     a = _unit(alpha)
     sure_bg = (a < EDGE_LOW).to(torch.float32)
     sure_fg = (a > EDGE_HIGH).to(torch.float32)

@@ -95,7 +95,7 @@ def test_bad_input_size_fails_before_reading(random_model, size):
         remove_background("not/read.png", model=random_model, input_size=size)
 
 
-def test_bad_colour_fails_before_inference(random_model, photo):
+def test_bad_color_fails_before_inference(random_model, photo):
     with pytest.raises(InputError, match="not a hex colour"):
         remove_background(photo, model=random_model, background="green-ish")
 

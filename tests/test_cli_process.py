@@ -73,9 +73,9 @@ def test_folder_with_good_and_broken_images(fixture_dir, real_model, tmp_path):
         mask = Image.open(out / output)
         expected = np.asarray(Image.open(fixture_dir / f"{name}.mask.png"), dtype=int)
         assert mask.mode == "L" and np.abs(np.asarray(mask, dtype=int) - expected).max() <= 1, output
-    grey = np.asarray(Image.open(out / "sub" / "grey.png"), dtype=int)
+    gray = np.asarray(Image.open(out / "sub" / "grey.png"), dtype=int)
     expected = np.asarray(remove_background(folder / "sub" / "grey.png", model=real_model, return_mask=True), dtype=int)
-    assert np.abs(grey - expected).max() <= 1
+    assert np.abs(gray - expected).max() <= 1
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")

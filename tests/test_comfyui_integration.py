@@ -183,7 +183,7 @@ def test_video_batch_in_chunks_with_progress(server, fixture_dir):
     assert server.events.progress(prompt_id, "4") == [(4, 5), (5, 5)]
 
 
-def test_cancel_is_honoured_between_chunks(server):
+def test_cancel_is_honored_between_chunks(server):
     prompt = {
         "1": loader(),
         "2": {"class_type": "LoadImage", "inputs": {"image": "coffee.png"}},
@@ -308,8 +308,8 @@ def test_refine_and_foreground_after_remove_background(server, fixture_dir, real
     cutout = pixels(server.outputs(entry, "4")[0])
     expected_cutout = saved_as(apply_mask(photo, predicted[None], estimate_foreground=True)[0])
     assert np.abs(cutout - expected_cutout).max() <= 1
-    image, alpha, colours = (torch.from_numpy(a.astype(np.uint8)) for a in (photo8, cutout[..., 3], cutout[..., :3]))
-    before, after = edge_bleed(image, alpha, image), edge_bleed(image, alpha, colours)
+    image, alpha, colors = (torch.from_numpy(a.astype(np.uint8)) for a in (photo8, cutout[..., 3], cutout[..., :3]))
+    before, after = edge_bleed(image, alpha, image), edge_bleed(image, alpha, colors)
     assert after.levels < 0.6 * before.levels, (before, after)
 
     reference = torch.from_numpy(pixels(fixture_dir / "chelsea.mask.png")).to(torch.float32) / 255.0
@@ -320,7 +320,7 @@ def test_refine_and_foreground_after_remove_background(server, fixture_dir, real
 
 # ---------------------------------------------------------------------------------------------- wrong inputs
 
-def test_bad_colour_is_refused_before_running(server):
+def test_bad_color_is_refused_before_running(server):
     prompt = {"1": loader(), "2": {"class_type": "LoadImage", "inputs": {"image": "chelsea.png"}},
               "3": remover(["2", 0], background="color", color="green-ish"), "4": save(["3", 0], "never")}
     with pytest.raises(PromptRejected) as rejected:

@@ -62,7 +62,7 @@ def test_bad_mask_shape(shape):
         fit_mask(images(1), torch.rand(shape))
 
 
-def test_cutout_alpha_is_the_mask_and_colours_are_kept():
+def test_cutout_alpha_is_the_mask_and_colors_are_kept():
     image, mask = images(2), masks(2)
     out = apply_mask(image, mask)
     assert out.shape == (2, 6, 5, 4) and out.dtype == torch.float32
@@ -75,11 +75,11 @@ def test_input_alpha_is_multiplied_in():
     torch.testing.assert_close(out[..., 3], masks(1) * rgba[..., 3])
 
 
-def test_composite_blends_on_the_colour():
+def test_composite_blends_on_the_color():
     image, mask = images(2), masks(2)
     out = apply_mask(image, mask, background="#ff0080")
-    colour = torch.tensor([1.0, 0.0, 128 / 255])
-    expected = image * mask[..., None] + colour * (1 - mask[..., None])
+    color = torch.tensor([1.0, 0.0, 128 / 255])
+    expected = image * mask[..., None] + color * (1 - mask[..., None])
     assert out.shape == (2, 6, 5, 3)
     torch.testing.assert_close(out, expected)
 
@@ -89,12 +89,12 @@ def test_invert_keeps_the_background():
     torch.testing.assert_close(apply_mask(image, mask, invert=True)[..., 3], 1 - mask)
 
 
-def test_grey_images_become_rgb():
+def test_gray_images_become_rgb():
     out = apply_mask(images(1, channels=1), masks(1), background="#000")
     assert out.shape == (1, 6, 5, 3)
 
 
-def test_bad_colour_fails_before_any_work():
+def test_bad_color_fails_before_any_work():
     with pytest.raises(InputError, match="not a hex colour"):
         apply_mask(images(1), masks(2), background="green")
 

@@ -34,7 +34,7 @@ def test_defaults_are_bit_identical_to_the_reference_mask(picture, mask):
     assert np.array_equal(same, out)
 
 
-def test_refinement_applies_before_quantisation(picture, mask):
+def test_refinement_applies_before_quantization(picture, mask):
     refinement = Refinement(threshold=0.3, keep_largest=True, grow=1)
     out = np.asarray(render(picture, mask, return_mask=True, refine=refinement))
     assert np.array_equal(out, mask_to_uint8(apply_refinement(mask, refinement)).numpy())
@@ -44,7 +44,7 @@ def test_refinement_applies_before_quantisation(picture, mask):
     assert np.array_equal(as_dict, out)
 
 
-def test_cutout_colours_are_the_estimate_under_the_final_alpha(picture, mask):
+def test_cutout_colors_are_the_estimate_under_the_final_alpha(picture, mask):
     cut = np.asarray(render(picture, mask, estimate_foreground=True, refine=Refinement(feather=1.0)))
     mask8 = mask_to_uint8(apply_refinement(mask, Refinement(feather=1.0)))
     expected = to_uint8(estimate_foreground(picture.pixels, mask8.float() / 255)).numpy()
@@ -57,8 +57,8 @@ def test_cutout_colours_are_the_estimate_under_the_final_alpha(picture, mask):
 def test_composite_with_estimate(picture, mask):
     flat = np.asarray(render(picture, mask, background="#00ff00", estimate_foreground=True)).astype(float)
     alpha = mask_to_uint8(mask).float() / 255
-    colours = estimate_foreground(picture.pixels, alpha)
-    expected = colours * alpha[..., None] + torch.tensor([0.0, 1.0, 0.0]) * (1 - alpha[..., None])
+    colors = estimate_foreground(picture.pixels, alpha)
+    expected = colors * alpha[..., None] + torch.tensor([0.0, 1.0, 0.0]) * (1 - alpha[..., None])
     assert np.abs(flat - expected.numpy() * 255).max() <= 0.5 + 1e-4
 
 

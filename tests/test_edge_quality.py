@@ -29,7 +29,7 @@ def scene(edge_script):
     return edge_script.synthetic_scene()
 
 
-def two_colour_photo(size=80):
+def two_color_photo(size=80):
     """Orange foreground on blue, soft vertical edge: alpha ramps from 1 to 0 over about 11 columns."""
     fg, bg = torch.tensor([0.9, 0.5, 0.1]), torch.tensor([0.1, 0.2, 0.9])
     alpha = torch.linspace(4.0, -3.0, size).clamp(0, 1)[None, :].expand(size, size)
@@ -37,8 +37,8 @@ def two_colour_photo(size=80):
     return image, alpha, fg, bg
 
 
-def test_bleed_of_the_photo_colours_is_alpha_times_one_minus_alpha_times_contrast():
-    image, alpha, fg, bg = two_colour_photo()
+def test_bleed_of_the_photo_colors_is_alpha_times_one_minus_alpha_times_contrast():
+    image, alpha, fg, bg = two_color_photo()
     measured = edge_bleed(image, alpha, image)
     band = (alpha > 0.05) & (alpha < 0.95)
     expected = float((alpha * (1 - alpha))[band].mean()) * float((bg - fg).norm()) * 255
@@ -48,8 +48,8 @@ def test_bleed_of_the_photo_colours_is_alpha_times_one_minus_alpha_times_contras
     assert measured.share == pytest.approx(float((alpha * (1 - alpha))[band].mean()), rel=0.02)
 
 
-def test_true_foreground_colours_do_not_bleed():
-    image, alpha, fg, _ = two_colour_photo()
+def test_true_foreground_colors_do_not_bleed():
+    image, alpha, fg, _ = two_color_photo()
     assert abs(edge_bleed(image, alpha, fg.expand_as(image)).levels) < 1.0
 
 

@@ -109,6 +109,6 @@ def test_each_example_has_a_real_thumbnail():
     for path in EXAMPLES:
         with Image.open(path.with_suffix(".jpg")) as thumbnail:
             assert thumbnail.format == "JPEG" and thumbnail.width == thumbnail.height >= 256, path.stem
-            grey = np.asarray(thumbnail.convert("L"), dtype=np.int16)
-        sharp = (np.abs(np.diff(grey, axis=1)) > 40).mean()
+            gray = np.asarray(thumbnail.convert("L"), dtype=np.int16)
+        sharp = (np.abs(np.diff(gray, axis=1)) > 40).mean()
         assert sharp > 0.005, f"{path.stem}.jpg has no sharp edges ({sharp:.4f}): not a screenshot"

@@ -70,7 +70,7 @@ def test_follows_the_exact_algorithm_closely():
     assert float(visible.quantile(0.99)) < 2.0
 
 
-def test_opaque_pixels_keep_their_colour_exactly():
+def test_opaque_pixels_keep_their_color_exactly():
     image, alpha, _, _ = synthetic()
     estimate = estimate_foreground(image, alpha)
     opaque = alpha == 1

@@ -53,7 +53,7 @@ def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
 
 
 @pytest.mark.parametrize("mode,scale", [("I", 65535.0), ("F", 255.0), ("I;16B", 65535.0)])
-def test_wide_grey_modes(mode, scale):
+def test_wide_gray_modes(mode, scale):
     raw = np.array([[0, 100, 200]])
     if mode == "I;16B":
         source = Image.frombytes("I;16B", (3, 1), raw.astype(">u2").tobytes())

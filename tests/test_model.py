@@ -31,7 +31,7 @@ def test_results_do_not_depend_on_batch_size(random_model):
         torch.testing.assert_close(other, results[0], atol=1e-5, rtol=0)
 
 
-def test_each_mask_is_normalised_on_its_own(random_model):
+def test_each_mask_is_normalized_on_its_own(random_model):
     masks = random_model.predict(frames(3, seed=2), batch_size=3, input_size=SMALL_INPUT)
     for mask in masks:
         assert float(mask.min()) == 0.0 and float(mask.max()) == 1.0
@@ -44,13 +44,13 @@ def test_uint8_and_float_inputs_agree(random_model):
     torch.testing.assert_close(from_uint8, from_float, atol=1e-4, rtol=0)
 
 
-def test_grey_and_rgba_channels(random_model):
+def test_gray_and_rgba_channels(random_model):
     rgb = frames(1, seed=3)
-    grey = rgb[..., :1]
+    gray = rgb[..., :1]
     rgba = torch.cat([rgb, torch.rand(1, 48, 40, 1)], dim=-1)
     torch.testing.assert_close(random_model.predict(rgba, input_size=SMALL_INPUT),
                                random_model.predict(rgb, input_size=SMALL_INPUT))
-    assert random_model.predict(grey, input_size=SMALL_INPUT).shape == (1, 48, 40)
+    assert random_model.predict(gray, input_size=SMALL_INPUT).shape == (1, 48, 40)
 
 
 def test_mixed_sizes_list(random_model):

@@ -152,7 +152,7 @@ def test_remove_background_gives_the_cpu_buffers_back(managed, remove, monkeypat
     assert pool.nbytes == 0
 
 
-def test_colour_background(managed, remove):
+def test_color_background(managed, remove):
     batch = frames(2, seed=3)
     image, mask = remove(managed, batch, batch_size=2, background="color", background_color="#00FF00")
     assert image.shape == (2, 36, 28, 3)
@@ -167,7 +167,7 @@ def test_rgba_input_keeps_its_alpha(managed, remove):
     torch.testing.assert_close(mask, remove(managed, batch[..., :3])[1])
 
 
-def test_bad_colour_fails_before_inference(managed, remove):
+def test_bad_color_fails_before_inference(managed, remove):
     def fail(*args):
         raise AssertionError("the network ran")
 
@@ -179,7 +179,7 @@ def test_bad_colour_fails_before_inference(managed, remove):
         handle.remove()
 
 
-def test_bad_colour_is_a_validation_error(pack):
+def test_bad_color_is_a_validation_error(pack):
     for key in ("RMBGRemoveBackground", "RMBGApplyMask"):
         validate = pack.NODE_CLASS_MAPPINGS[key].VALIDATE_INPUTS
         assert validate(background_color="#12ab3C") is True
@@ -217,7 +217,7 @@ def test_apply_mask_mismatched_batches(apply):
         apply(frames(3), torch.rand(2, 36, 28))
 
 
-def test_apply_mask_invert_and_colour(apply):
+def test_apply_mask_invert_and_color(apply):
     batch, mask = frames(2), torch.rand(2, 36, 28)
     (kept,) = apply(batch, mask, "alpha", "#FFFFFF", True)
     torch.testing.assert_close(kept[..., 3], 1 - mask)
@@ -240,8 +240,8 @@ def test_apply_mask_estimate_foreground(pack, apply):
     torch.testing.assert_close(clean, expected, atol=0, rtol=0)
     assert not torch.allclose(clean, plain), "the colours are the estimate, not the photo's"
     (cut,) = apply(batch, mask[:1], "alpha", "#FFFFFF", False, True)
-    colours = pack.rmbg_core.estimate_foreground(batch, mask[:1].expand(3, -1, -1))
-    torch.testing.assert_close(cut[..., :3], colours, atol=0, rtol=0)
+    colors = pack.rmbg_core.estimate_foreground(batch, mask[:1].expand(3, -1, -1))
+    torch.testing.assert_close(cut[..., :3], colors, atol=0, rtol=0)
     assert all(torch.equal(alpha, mask[0]) for alpha in cut[..., 3]), "one mask for the batch; alpha unchanged"
 
 

@@ -127,7 +127,7 @@ def test_batch_size_at_construction_and_generators(checkpoint_dir, photos):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_dtype_is_honoured(checkpoint_dir, pipe, photos, dtype):
+def test_dtype_is_honored(checkpoint_dir, pipe, photos, dtype):
     half = load_pipeline(checkpoint_dir, device="cpu", dtype=dtype, model_input_size=SMALL_INPUT)
     heads = {id(p) for head in half.model.net.side_heads() for p in head.parameters()}
     assert half.model.dtype == dtype  # the body; side heads stay float32 (see rmbg_core.model.inference.HALF_DTYPES)
@@ -141,7 +141,7 @@ def test_dtype_is_honoured(checkpoint_dir, pipe, photos, dtype):
     assert np.corrcoef(as_int(mask).ravel(), reference.ravel())[0, 1] > 0.9, "same masks up to rounding"
 
 
-def test_device_is_honoured(checkpoint_dir):
+def test_device_is_honored(checkpoint_dir):
     pipe = load_pipeline(checkpoint_dir, device="cpu", dtype="auto")
     assert pipe.device == torch.device("cpu") and pipe.model.device == torch.device("cpu")
     assert pipe.model.dtype == torch.float32

@@ -293,7 +293,7 @@ def test_hub_falls_back_to_model_pth(online, state, tmp_path):
     assert path.name == "model.pth"
 
 
-def test_gated_repo_says_accept_licence_and_log_in(online, tmp_path):
+def test_gated_repo_says_accept_license_and_log_in(online, tmp_path):
     online.gated.add("briaai/RMBG-1.4")
     with pytest.raises(HubAccessError) as info:
         load_model("briaai/RMBG-1.4", device="cpu", cache_dir=tmp_path)
@@ -315,7 +315,7 @@ def test_offline_without_cache_is_one_clear_message(tmp_path):
         load_model("briaai/RMBG-1.4", device="cpu", cache_dir=tmp_path)
 
 
-def test_hf_hub_offline_env_is_honoured_end_to_end(tmp_path):
+def test_hf_hub_offline_env_is_honored_end_to_end(tmp_path):
     """A fresh process with HF_HUB_OFFLINE=1: the default source fails fast with the offline message."""
     code = "import rmbg_core; rmbg_core.load_model()"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}

@@ -72,7 +72,7 @@ def _neighbour_max(values: torch.Tensor, connectivity: int) -> torch.Tensor:
     if connectivity == 8:
         rows = torch.maximum(torch.maximum(padded[:, :, :-2], padded[:, :, 1:-1]), padded[:, :, 2:])
         return torch.maximum(torch.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
-    centre = padded[:, 1:-1, 1:-1]
+    center = padded[:, 1:-1, 1:-1]
     vertical = torch.maximum(padded[:, :-2, 1:-1], padded[:, 2:, 1:-1])
     horizontal = torch.maximum(padded[:, 1:-1, :-2], padded[:, 1:-1, 2:])
-    return torch.maximum(centre, torch.maximum(vertical, horizontal))
+    return torch.maximum(center, torch.maximum(vertical, horizontal))

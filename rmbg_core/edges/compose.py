@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..model.images import split_channels
-from .foreground import estimate_foreground as estimate_foreground_colours
+from .foreground import estimate_foreground as estimate_foreground_colors
 
 Color = Union[str, Sequence[int]]
 _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
@@ -59,7 +59,7 @@ def cutout(image: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor | None =
     """RGBA (..., H, W, 4): alpha = mask (times the input's alpha, if any); colours are the image's
     own, or with ``estimate_foreground`` its estimated foreground colours under that alpha."""
     weight = _weight(mask, alpha)
-    return torch.cat((_colours(image, weight, estimate_foreground), weight.unsqueeze(-1)), dim=-1)
+    return torch.cat((_colors(image, weight, estimate_foreground), weight.unsqueeze(-1)), dim=-1)
 
 
 def composite(image: torch.Tensor, mask: torch.Tensor, color: Color, alpha: torch.Tensor | None = None, *,
@@ -70,9 +70,9 @@ def composite(image: torch.Tensor, mask: torch.Tensor, color: Color, alpha: torc
     batch needs no full-size temporaries.
     """
     weight = _weight(mask, alpha)
-    colours = _colours(image, weight, estimate_foreground)
-    background = torch.tensor(parse_color(color), dtype=torch.float32, device=colours.device) / 255.0
-    out = colours - background
+    colors = _colors(image, weight, estimate_foreground)
+    background = torch.tensor(parse_color(color), dtype=torch.float32, device=colors.device) / 255.0
+    out = colors - background
     return out.mul_(weight.unsqueeze(-1)).add_(background)
 
 
@@ -82,13 +82,13 @@ def _weight(mask: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
     return weight if alpha is None else weight * to_unit_float(alpha)
 
 
-def _colours(image: torch.Tensor, weight: torch.Tensor, estimate: bool) -> torch.Tensor:
+def _colors(image: torch.Tensor, weight: torch.Tensor, estimate: bool) -> torch.Tensor:
     """The colours to show: the image's own, or its foreground estimated under ``weight``."""
     if not estimate:
         return to_unit_float(image)
     lead = image.shape[:-3]
     weight = weight.to(image.device).expand(image.shape[:-1])
-    flat = estimate_foreground_colours(image.reshape(-1, *image.shape[-3:]), weight.reshape(-1, *weight.shape[-2:]))
+    flat = estimate_foreground_colors(image.reshape(-1, *image.shape[-3:]), weight.reshape(-1, *weight.shape[-2:]))
     return flat.reshape(*lead, *flat.shape[-3:])
 
 

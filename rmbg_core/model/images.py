@@ -212,12 +212,12 @@ def _from_array(data: torch.Tensor, name: str) -> RGBImage:
         raise InputError(f"{name}: expected shape (H, W) or (H, W, C) with C in 1-4, got {tuple(data.shape)}{hint}")
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise InputError(f"{name}: image has zero size {tuple(data.shape[:2])}")
-    data = normalise_values(data, name)
+    data = normalize_values(data, name)
     pixels, alpha = split_channels(data)
     return RGBImage(pixels, alpha, name)
 
 
-def normalise_values(data: torch.Tensor, name: str) -> torch.Tensor:
+def normalize_values(data: torch.Tensor, name: str) -> torch.Tensor:
     """Keep uint8 as is; scale uint16 and bool to float32 [0, 1]; check and clamp float data to [0, 1]."""
     if data.dtype == torch.uint8:
         return data
@@ -244,5 +244,5 @@ def split_channels(data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | Non
     """Split (..., C) data into RGB (..., 3) and alpha (...) or None; grey is repeated to three channels."""
     channels = data.shape[-1]
     alpha = data[..., -1] if channels in (2, 4) else None
-    colour = data[..., :3] if channels >= 3 else data[..., :1].expand(*data.shape[:-1], 3)
-    return colour, alpha
+    color = data[..., :3] if channels >= 3 else data[..., :1].expand(*data.shape[:-1], 3)
+    return color, alpha

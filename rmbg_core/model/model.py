@@ -13,7 +13,7 @@ import torch
 from ..cpu.settings import resolve_accelerate
 from ..errors import InputError
 from ..options import check_count
-from .images import as_tensor, normalise_values, split_channels
+from .images import as_tensor, normalize_values, split_channels
 from .inference import HALF_DTYPES, clear_buffers, prepare_network, release_buffers, set_head_dtype, share_weights
 from .network import ISNet
 from .processing import MODEL_INPUT_SIZE, postprocess, preprocess
@@ -150,7 +150,7 @@ def _checked(images: torch.Tensor, name: str, single: bool = False) -> torch.Ten
                          f"with C in 1-4, got shape {tuple(images.shape)}")
     if images.shape[-2] == 0 or images.shape[-3] == 0:
         raise InputError(f"{name}: image has zero size")
-    return normalise_values(images.detach(), name)
+    return normalize_values(images.detach(), name)
 
 
 def _report(callback: ProgressCallback | None, done: int, total: int) -> None:

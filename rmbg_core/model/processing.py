@@ -19,7 +19,7 @@ MODEL_INPUT_SIZE = (1024, 1024)
 # Elements of float work per band of rows in the input resize (bounds its temporary memory).
 RESIZE_BAND_ELEMENTS = 1 << 22
 # Elements per band when quantising masks to uint8 (one reused float buffer of this size).
-QUANTISE_BAND_ELEMENTS = 1 << 20
+QUANTIZE_BAND_ELEMENTS = 1 << 20
 # Saliency maps are sigmoids in [0, 1]; a range this small is float rounding, not a prediction.
 CONSTANT_SPAN = 1e-5
 
@@ -114,9 +114,9 @@ def mask_to_uint8(masks: torch.Tensor) -> torch.Tensor:
     """
     flat = masks.reshape(-1)
     out = torch.empty(flat.shape, dtype=torch.uint8, device=masks.device)
-    scaled = torch.empty(min(flat.numel(), QUANTISE_BAND_ELEMENTS), dtype=flat.dtype, device=masks.device)
-    for start in range(0, flat.numel(), QUANTISE_BAND_ELEMENTS):
-        band = flat[start:start + QUANTISE_BAND_ELEMENTS]
+    scaled = torch.empty(min(flat.numel(), QUANTIZE_BAND_ELEMENTS), dtype=flat.dtype, device=masks.device)
+    for start in range(0, flat.numel(), QUANTIZE_BAND_ELEMENTS):
+        band = flat[start:start + QUANTIZE_BAND_ELEMENTS]
         out[start:start + len(band)] = torch.mul(band, 255, out=scaled[:len(band)])
     return out.reshape(masks.shape)
 

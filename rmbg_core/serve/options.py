@@ -87,7 +87,7 @@ def parse_options(values: Mapping[str, str]) -> RemoveOptions:
     if background is not None:
         if output == "mask":
             raise OptionError("background cannot be combined with output=mask (a mask has no background)")
-        _check_colour(background)
+        _check_color(background)
     refine = Refinement.from_options({name: values[name] for name in option_names() if name in values})
     return _checked(RemoveOptions(output=output, background=background, format=values.get("format", "png").strip().lower(),
                                   estimate_foreground=parse_flag("estimate_foreground",
@@ -105,16 +105,16 @@ def parse_rembg_options(values: Mapping[str, str]) -> RemoveOptions:
     if values.get("extras", "{}").replace(" ", "") != "{}":
         raise OptionError("extras (rembg session keywords) are not supported by this server")
     mask = parse_flag("om", values.get("om", "false"))
-    background = None if mask or "bgc" not in values else rembg_colour(values["bgc"])
+    background = None if mask or "bgc" not in values else rembg_color(values["bgc"])
     refine = Refinement(**REMBG_PPM) if parse_flag("ppm", values.get("ppm", "false")) else None
     return _checked(RemoveOptions(output="mask" if mask else "cutout", background=background, refine=refine,
                                   estimate_foreground=parse_flag("dc", values.get("dc", "false"))))
 
 
-def rembg_colour(text: str) -> tuple[int, int, int] | None:
+def rembg_color(text: str) -> tuple[int, int, int] | None:
     """rembg's ``bgc``: "r,g,b" or "r,g,b,a" with a 255 (opaque) or 0 (no background); or "#RRGGBB"."""
     if "," not in text:
-        return _check_colour(text)
+        return _check_color(text)
     try:
         parts = [int(part) for part in text.split(",")]
     except ValueError:
@@ -125,15 +125,15 @@ def rembg_colour(text: str) -> tuple[int, int, int] | None:
         if parts[3] != 255:
             raise OptionError(f"bgc alpha must be 255 (opaque) or 0 (none), got {parts[3]}")
         parts = parts[:3]
-    return _check_colour(tuple(parts), "bgc")
+    return _check_color(tuple(parts), "bgc")
 
 
-def _check_colour(colour: Any, name: str = "background") -> Any:
+def _check_color(color: Any, name: str = "background") -> Any:
     try:
-        parse_color(colour)
+        parse_color(color)
     except RMBGError as exc:
         raise OptionError(f"{name}: {exc}") from None
-    return colour
+    return color
 
 
 def _checked(options: RemoveOptions) -> RemoveOptions:
