@@ -82,7 +82,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from rmbg_core.model.processing import mask_to_uint8, postprocess, preprocess  # noqa: E402
+from rmbg_core.model.images import mask_to_uint8  # noqa: E402
+from rmbg_core.model.processing import postprocess, preprocess  # noqa: E402
 from rmbg_core.model.weights import build_network, locate_checkpoint, read_state_dict  # noqa: E402
 
 

@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rmbg_core import estimate_foreground, load_model  # noqa: E402
-from rmbg_core.edges.compose import composite, to_uint8  # noqa: E402
+from rmbg_core.edges.compose import composite  # noqa: E402
+from rmbg_core.model.images import to_uint8  # noqa: E402
 from rmbg_core.files import write_atomic  # noqa: E402
 from benchmarks.quality import EDGE_HIGH, EDGE_LOW, edge_bleed, edge_bleed_map  # noqa: E402
 

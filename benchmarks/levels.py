@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rmbg_core import Refinement, apply_refinement  # noqa: E402
-from rmbg_core.model.processing import mask_to_uint8  # noqa: E402
+from rmbg_core.model.images import mask_to_uint8  # noqa: E402
 
 FIXTURES = REPO.parent / "shared" / "fixtures" / "isnet-real"
 PHOTOS = ("astronaut", "chelsea", "coffee")

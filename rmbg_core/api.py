@@ -11,7 +11,8 @@ from .edges.compose import Color, composite, cutout, parse_color, to_pil
 from .edges.refine import RefinementLike, apply_refinement, as_refinement
 from .model.images import ImageInput, RGBImage, read_image
 from .model.model import RMBGModel, load_model
-from .model.processing import MODEL_INPUT_SIZE, check_input_size, mask_to_uint8
+from .model.images import mask_to_uint8
+from .model.processing import MODEL_INPUT_SIZE, check_input_size
 
 
 def resolve_model(model: RMBGModel | str | os.PathLike | None) -> RMBGModel:

@@ -244,7 +244,7 @@ def test_refine_mask_workflow_equals_apply_refinement(server, fixture_dir):
 
     The fixture's mask is loaded as it is (LoadImage, red channel), so both sides refine the same values."""
     from rmbg_core import Refinement, apply_refinement
-    from rmbg_core.model.processing import mask_to_uint8
+    from rmbg_core.model.images import mask_to_uint8
 
     options = {**REFINE, "fill_holes": True, "grow": -2, "feather": 1.5, "levels": "0.05, 0.95"}
     prompt = {
@@ -278,7 +278,7 @@ def test_refine_and_foreground_after_remove_background(server, fixture_dir, real
     estimated colours really take the old background out of the edge."""
     from rmbg_core import Refinement, apply_refinement
     from rmbg_core.edges.compose import apply_mask
-    from rmbg_core.model.processing import mask_to_uint8
+    from rmbg_core.model.images import mask_to_uint8
     from benchmarks.quality import edge_bleed
 
     prompt = {

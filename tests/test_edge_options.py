@@ -7,9 +7,8 @@ from PIL import Image
 
 from rmbg_core import OptionError, Refinement, apply_refinement, estimate_foreground, remove_background
 from rmbg_core.api import render
-from rmbg_core.edges.compose import to_uint8
 from rmbg_core.model.images import read_image
-from rmbg_core.model.processing import mask_to_uint8
+from rmbg_core.model.images import mask_to_uint8, to_uint8
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rmbg_core.model.processing import mask_to_uint8, postprocess, preprocess, resize_bilinear
+from rmbg_core.model.images import mask_to_uint8
+from rmbg_core.model.processing import postprocess, preprocess, resize_bilinear
 
 
 @pytest.mark.parametrize("height,width", [(300, 451), (1024, 1024), (7, 5), (1, 1), (2100, 333), (64, 3000)])

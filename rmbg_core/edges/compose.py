@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
-from ..model.images import split_channels
+from ..model.images import split_channels, to_uint8, to_unit_float
 from .foreground import estimate_foreground as estimate_foreground_colors
 
 Color = Union[str, Sequence[int]]
@@ -45,13 +45,6 @@ def parse_color(color: Color) -> tuple[int, int, int]:
     if len(values) != 3 or not all(0 <= v <= 255 for v in values):
         raise InputError(f"background colour {color!r} must be three integers in 0-255")
     return values
-
-
-def to_unit_float(data: torch.Tensor) -> torch.Tensor:
-    """uint8 0-255 to float32 0-1; float data is returned as float32 unchanged."""
-    if data.dtype == torch.uint8:
-        return data.to(torch.float32) / 255.0
-    return data.to(torch.float32)
 
 
 def cutout(image: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor | None = None, *,
@@ -136,11 +129,6 @@ def apply_mask(image: torch.Tensor, mask: torch.Tensor, *, background: Color | N
     if background is None:
         return cutout(rgb, mask, alpha, estimate_foreground=estimate_foreground)
     return composite(rgb, mask, background, alpha, estimate_foreground=estimate_foreground)
-
-
-def to_uint8(data: torch.Tensor) -> torch.Tensor:
-    """Float [0, 1] to uint8 by rounding (for colours; masks use truncation, see ``mask_to_uint8``)."""
-    return (data.clamp(0.0, 1.0) * 255.0).round_().to(torch.uint8)
 
 
 def to_pil(data: torch.Tensor) -> Image.Image:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..model.images import to_unit_float
 
 LARGE_BOX = 90
 SMALL_BOX = 6
@@ -66,18 +67,11 @@ def estimate_foreground(images: torch.Tensor, alphas: torch.Tensor, *, large_box
         # Planar (b, C, H, W) float copies: pooling and resampling are fastest on that layout.
         image = torch.empty((stop - start, 3, height, width), dtype=torch.float32, device=images.device)
         alpha = torch.empty((stop - start, 1, height, width), dtype=torch.float32, device=images.device)
-        _to_unit(images[start:stop].permute(0, 3, 1, 2), image)
-        _to_unit(alphas[start:stop].to(images.device).unsqueeze(1), alpha).clamp_(0.0, 1.0)
+        to_unit_float(images[start:stop].permute(0, 3, 1, 2), image)
+        to_unit_float(alphas[start:stop].to(images.device).unsqueeze(1), alpha).clamp_(0.0, 1.0)
         foreground = _blur_fusion(image, alpha, large_radius, small_radius)
         torch.clamp(foreground, 0.0, 1.0, out=out[start:stop].permute(0, 3, 1, 2))
     return out[0] if single else out
-
-
-def _to_unit(data: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """uint8 0-255 or float 0-1 ``data`` into float32 ``out`` in [0, 1], in one pass."""
-    if data.dtype == torch.uint8:
-        return torch.mul(data, 1.0 / 255.0, out=out)
-    return out.copy_(data)
 
 
 def _blocks_radius(box: int, block: int) -> int:

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, OptionError
+from ..model.images import to_unit_float
 from .components import component_sizes, label_components
 
 # Level splitting a soft mask into object and background for holes and components.
@@ -161,7 +162,7 @@ def apply_refinement(masks: torch.Tensor, refinement: Refinement | None) -> torc
         raise InputError(f"refinement: expected (H, W) or (B, H, W) masks, got shape {tuple(masks.shape)}")
     single = masks.dim() == 2
     mask = masks[None] if single else masks
-    mask = mask.to(torch.float32) / 255.0 if mask.dtype == torch.uint8 else mask.to(torch.float32).clamp(0.0, 1.0)
+    mask = to_unit_float(mask).clamp(0.0, 1.0)
     if refinement.levels is not None:
         low, high = refinement.levels
         mask = ((mask - low) / (high - low)).clamp_(0.0, 1.0)

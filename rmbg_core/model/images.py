@@ -27,6 +27,8 @@ FLOAT_SLACK = 0.5
 DTYPE_HINT = "use uint8, uint16, bool or float in [0, 1]"
 EIGHT_BIT_MODES = {"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
+# Elements per band when quantizing masks to uint8 (one reused float buffer of this size).
+QUANTIZE_BAND_ELEMENTS = 1 << 20
 
 
 @dataclass
@@ -246,3 +248,34 @@ def split_channels(data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | Non
     alpha = data[..., -1] if channels in (2, 4) else None
     color = data[..., :3] if channels >= 3 else data[..., :1].expand(*data.shape[:-1], 3)
     return color, alpha
+
+
+# uint8 <-> float [0, 1]: the one family of conversions. Two rounding rules on purpose: colours round to
+# the nearest level, masks truncate as the model card's ``(m * 255).astype(uint8)`` does.
+
+def to_unit_float(data: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 0-255 to float32 0-1; float data as float32, values unchanged. Into ``out`` when given."""
+    if out is None:
+        return data.to(torch.float32) / 255.0 if data.dtype == torch.uint8 else data.to(torch.float32)
+    if data.dtype == torch.uint8:
+        return torch.div(data, 255.0, out=out)
+    return out.copy_(data)
+
+
+def to_uint8(data: torch.Tensor) -> torch.Tensor:
+    """Float [0, 1] to uint8 by rounding (for colors; masks truncate, see :func:`mask_to_uint8`)."""
+    return (data.clamp(0.0, 1.0) * 255.0).round_().to(torch.uint8)
+
+
+def mask_to_uint8(masks: torch.Tensor) -> torch.Tensor:
+    """Masks in [0, 1] to uint8 by truncation, exactly as the reference's ``(m * 255).astype(uint8)``.
+
+    Works a band of elements at a time, so a 24 MP mask needs no second full-size float buffer.
+    """
+    flat = masks.reshape(-1)
+    out = torch.empty(flat.shape, dtype=torch.uint8, device=masks.device)
+    scaled = torch.empty(min(flat.numel(), QUANTIZE_BAND_ELEMENTS), dtype=flat.dtype, device=masks.device)
+    for start in range(0, flat.numel(), QUANTIZE_BAND_ELEMENTS):
+        band = flat[start:start + QUANTIZE_BAND_ELEMENTS]
+        out[start:start + len(band)] = torch.mul(band, 255, out=scaled[:len(band)])
+    return out.reshape(masks.shape)

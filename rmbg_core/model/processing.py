@@ -18,8 +18,6 @@ from ..options import is_int
 MODEL_INPUT_SIZE = (1024, 1024)
 # Elements of float work per band of rows in the input resize (bounds its temporary memory).
 RESIZE_BAND_ELEMENTS = 1 << 22
-# Elements per band when quantising masks to uint8 (one reused float buffer of this size).
-QUANTIZE_BAND_ELEMENTS = 1 << 20
 # Saliency maps are sigmoids in [0, 1]; a range this small is float rounding, not a prediction.
 CONSTANT_SPAN = 1e-5
 
@@ -105,20 +103,6 @@ def postprocess(prediction: torch.Tensor, size: tuple[int, int], out: torch.Tens
     flat = span <= CONSTANT_SPAN
     masks.sub_(low).div_(torch.where(flat, torch.ones_like(span), span))
     return masks.masked_fill_(flat, 0.0)
-
-
-def mask_to_uint8(masks: torch.Tensor) -> torch.Tensor:
-    """Masks in [0, 1] to uint8 by truncation, exactly as the reference's ``(m * 255).astype(uint8)``.
-
-    Works a band of elements at a time, so a 24 MP mask needs no second full-size float buffer.
-    """
-    flat = masks.reshape(-1)
-    out = torch.empty(flat.shape, dtype=torch.uint8, device=masks.device)
-    scaled = torch.empty(min(flat.numel(), QUANTIZE_BAND_ELEMENTS), dtype=flat.dtype, device=masks.device)
-    for start in range(0, flat.numel(), QUANTIZE_BAND_ELEMENTS):
-        band = flat[start:start + QUANTIZE_BAND_ELEMENTS]
-        out[start:start + len(band)] = torch.mul(band, 255, out=scaled[:len(band)])
-    return out.reshape(masks.shape)
 
 
 def check_input_size(size: int | tuple[int, int] | list[int], name: str = "input_size") -> tuple[int, int]:
