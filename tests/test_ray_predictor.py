@@ -3,6 +3,7 @@ and the command line's checks that run before any cluster starts (tests/test_ray
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -111,6 +112,28 @@ def test_engine_options_are_checked_before_any_cluster_starts(fixture_dir, tmp_p
     assert main(["remove", *arguments, "--model", str(fixture_dir)]) == 2
     assert capsys.readouterr().err.splitlines() == [f"rmbg: error: {message}"]
     assert not (tmp_path / "OUT").exists()
+
+
+def test_json_summary_keeps_stdout_to_itself_while_ray_prints(fixture_dir, tmp_path, monkeypatch, capsys):
+    """Ray's driver prints cluster messages (e.g. '(raylet) Task ... failed' when workers stop) to stdout;
+    with --json, stdout must hold only the summary."""
+    import rmbg_core.ray.command as command
+
+    def noisy_run(tasks, summary, **_):
+        print("(raylet) Task MapWorker(MapBatches(RemoveBackground)).submit failed.")
+        summary.written += len(tasks)
+        return summary
+
+    monkeypatch.setattr(command, "connect", lambda address: False)
+    monkeypatch.setattr(command.ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(command, "run_on_ray", noisy_run)
+    photo(tmp_path / "in" / "a.jpg")
+    code = main(["remove", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--engine", "ray", "--json",
+                 "--model", str(fixture_dir)])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert json.loads(captured.out)["written"] == 1
+    assert "(raylet)" in captured.err
 
 
 def test_gpu_workers_get_the_auto_device_and_cpu_workers_the_cpu():

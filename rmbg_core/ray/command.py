@@ -4,6 +4,7 @@ exit codes) with the images processed by a Ray Data job; INPUT and OUTPUT may al
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -12,10 +13,10 @@ from typing import Any, Sequence
 import ray
 
 from ..cli.inputs import find_images
-from ..cli.jobs import LOCAL_FILES, Plan, plan_found
-from ..formats import OutputFormat
+from ..cli.jobs import LOCAL_FILES, Plan, Summary, plan_found
 from ..cli.main import STDIN, UsageError, check_output_folder, finish_job, output_folder, report_plan
 from ..cli.report import Reporter
+from ..formats import OutputFormat
 from ..model.model import load_model
 from .job import Cluster, connect, run_on_ray
 from .storage import RemoteStore, find_uri_images, is_uri
@@ -35,18 +36,26 @@ def run_remove_on_ray(args: argparse.Namespace, output_format: OutputFormat, edg
     reporter = Reporter(sys.stderr)
     summary = report_plan(plan, reporter)
     if plan.tasks:
-        joined = connect(cluster.address)
-        try:
-            if cluster.gpus_per_worker > ray.cluster_resources().get("GPU", 0):
-                reporter.note(f"the Ray cluster has fewer than {cluster.gpus_per_worker:g} GPUs now; the job waits "
-                              "for GPU nodes to join (Ctrl-C stops it)")
-            reporter.start(len(plan.tasks))
-            run_on_ray(plan.tasks, summary, predictor=predictor, cluster=cluster, input_store=input_store,
-                       output_store=output_store, on_done=reporter.done)
-        finally:
-            if joined:
-                ray.shutdown()
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the summary's (--json): Ray's own messages go to stderr
+            run_planned(plan, summary, reporter, predictor=predictor, cluster=cluster, input_store=input_store,
+                        output_store=output_store)
     return finish_job(summary, reporter, args.json)
+
+
+def run_planned(plan: Plan, summary: Summary, reporter: Reporter, *, predictor: dict[str, Any], cluster: Cluster,
+                input_store: Any, output_store: Any) -> None:
+    """Join (or start) the cluster, run the planned tasks on it and leave it as found."""
+    joined = connect(cluster.address)
+    try:
+        if cluster.gpus_per_worker > ray.cluster_resources().get("GPU", 0):
+            reporter.note(f"the Ray cluster has fewer than {cluster.gpus_per_worker:g} GPUs now; the job waits "
+                          "for GPU nodes to join (Ctrl-C stops it)")
+        reporter.start(len(plan.tasks))
+        run_on_ray(plan.tasks, summary, predictor=predictor, cluster=cluster, input_store=input_store,
+                   output_store=output_store, on_done=reporter.done)
+    finally:
+        if joined:
+            ray.shutdown()
 
 
 def predictor_options(args: argparse.Namespace, edges: dict[str, Any], cluster: Cluster) -> dict[str, Any]:
