@@ -15,7 +15,8 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from ..cli.main import EXIT_OK, EXIT_USAGE, UsageError, add_model_arguments, non_negative_int, positive_int
+from ..cli.main import (EXIT_OK, EXIT_USAGE, UsageError, add_model_arguments, non_negative_float, non_negative_int,
+                        positive_float, positive_int)
 from ..cli.report import print_message
 from .settings import ServeSettings
 
@@ -25,25 +26,11 @@ GRACEFUL_SECONDS = 60
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
-
-
 def port_number(text: str) -> int:
     value = non_negative_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"ports go up to 65535, got {value}")
     return value
-
-
-def non_negative_number(text: str) -> float:
-    return 0.0 if text.strip() in ("0", "0.0") else positive_number(text)
 
 
 def add_serve_command(subparsers: Any) -> None:
@@ -68,15 +55,15 @@ def add_serve_command(subparsers: Any) -> None:
     limits = serve.add_argument_group("batching and limits")
     limits.add_argument("--max-batch", type=positive_int, default=defaults.max_batch, metavar="N",
                         help="most images in one forward pass (default: %(default)s)")
-    limits.add_argument("--max-wait-ms", type=non_negative_number, default=defaults.max_wait_ms, metavar="MS",
+    limits.add_argument("--max-wait-ms", type=non_negative_float, default=defaults.max_wait_ms, metavar="MS",
                         help="how long a pass waits for more images to fill its batch (default: %(default)g)")
     limits.add_argument("--queue", type=non_negative_int, default=defaults.queue, metavar="N",
                         help="requests admitted beyond one batch; more get 503 (default: %(default)s)")
-    limits.add_argument("--max-upload-mb", type=positive_number, default=defaults.max_upload_mb, metavar="MB",
+    limits.add_argument("--max-upload-mb", type=positive_float, default=defaults.max_upload_mb, metavar="MB",
                         help="largest upload (or URL download) in MB (default: %(default)g)")
-    limits.add_argument("--max-megapixels", type=positive_number, default=defaults.max_megapixels, metavar="MP",
+    limits.add_argument("--max-megapixels", type=positive_float, default=defaults.max_megapixels, metavar="MP",
                         help="largest image in megapixels, checked before decoding (default: %(default)g)")
-    limits.add_argument("--url-timeout", type=positive_number, default=defaults.url_timeout_s, metavar="S",
+    limits.add_argument("--url-timeout", type=positive_float, default=defaults.url_timeout_s, metavar="S",
                         help="time limit of a URL download in seconds (default: %(default)g)")
     limits.add_argument("--workers", type=positive_int, default=defaults.workers, metavar="N",
                         help="threads decoding uploads and encoding results (default: %(default)s)")
