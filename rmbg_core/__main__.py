@@ -16,7 +16,7 @@ from .cpu.settings import apply_cpu_defaults
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run :func:`rmbg_core.cli.main` as the process (see :func:`interrupts.run_program`); returns its exit code."""
+    """Run :func:`rmbg_core.cli.main.main` as the process (see :func:`interrupts.run_program`); returns its exit code."""
 
     def run() -> int:
         apply_cpu_defaults()

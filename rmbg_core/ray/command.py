@@ -14,7 +14,8 @@ import ray
 
 from ..cli.inputs import find_images
 from ..cli.jobs import LOCAL_FILES, Plan, Summary, plan_found
-from ..cli.main import STDIN, UsageError, check_output_folder, finish_job, output_folder, report_plan
+from ..cli.arguments import STDIN, UsageError
+from ..cli.remove import check_output_folder, finish_job, output_folder, report_plan
 from ..cli.report import Reporter
 from ..formats import OutputFormat
 from ..model.model import load_model

@@ -15,8 +15,8 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from ..cli.main import (EXIT_OK, EXIT_USAGE, UsageError, add_model_arguments, non_negative_float, non_negative_int,
-                        positive_float, positive_int)
+from ..cli.arguments import (EXIT_OK, EXIT_USAGE, UsageError, add_model_arguments, non_negative_float,
+                             non_negative_int, positive_float, positive_int)
 from ..cli.report import print_message
 from .settings import ServeSettings
 
