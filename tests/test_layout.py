@@ -57,10 +57,12 @@ def imported(path: Path, package: str | None) -> set[str]:
 
 
 def layer(module: str) -> str:
+    """The subpackage (``model``) or top-level module (``api``) a module belongs to."""
     return module.split(".")[0]
 
 
 def package_imports() -> dict[str, set[str]]:
+    """Every rmbg_core module and the rmbg_core modules it imports."""
     graph = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         name = module_name(path)
