@@ -379,7 +379,7 @@ def test_bad_input_size_is_a_usage_error(text, capsys):
 
 
 def test_input_size_reaches_the_network(fixture_dir, real_model, tmp_path, capsys, monkeypatch):
-    from rmbg_core import processing
+    from rmbg_core.model import processing
 
     seen = []
     original = processing.preprocess

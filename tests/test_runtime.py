@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rmbg_core import DeviceError
-from rmbg_core import runtime
+from rmbg_core.model import runtime
 from rmbg_core.model.runtime import resolve_device, resolve_dtype
 
 
