@@ -60,7 +60,8 @@ def test_png_compression_settings_give_different_streams():
 @pytest.fixture
 def run_cli(fast_model, checkpoint_dir, capsys):
     def invoke(*args):
-        code = main(["remove", *map(str, args), "--model", str(checkpoint_dir), "--device", "cpu", "--dtype", "float32"])
+        code = main(["remove", *map(str, args), "--model", str(checkpoint_dir), "--device", "cpu",
+                     "--dtype", "float32"])
         err = capsys.readouterr().err
         assert "Traceback" not in err
         return code, err
@@ -96,6 +97,6 @@ def test_uint8_cutout_equals_the_float_cutout(shape):
     mask = torch.rand(shape, generator=generator)
     mask[0, 0], mask[-1, -1] = 0.0, 1.0
     picture = RGBImage(pixels, None, "picture")
-    expected = to_pil(cutout(pixels, torch.from_numpy(np.asarray(render(picture, mask, return_mask=True)))))
+    expected = to_pil(cutout(pixels, torch.from_numpy(np.array(render(picture, mask, return_mask=True)))))
     got = render(picture, mask)
     assert got.mode == "RGBA" and np.array_equal(np.asarray(got), np.asarray(expected))
