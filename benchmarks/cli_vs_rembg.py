@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def rembg_available(python: str) -> bool:
+    """True when ``python`` can import rembg's command line and onnxruntime."""
     return subprocess.run([python, "-c", "import rembg.cli, onnxruntime"], capture_output=True).returncode == 0
 
 
@@ -94,6 +95,7 @@ def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, int]:
 
 
 def alphas(folder: Path) -> dict[str, np.ndarray]:
+    """The alpha channel of every PNG cutout in ``folder``, by file stem."""
     return {path.stem: np.asarray(Image.open(path).getchannel("A"), dtype=np.int16)
             for path in sorted(folder.glob("*.png"))}
 
@@ -111,11 +113,13 @@ def agreement(ours: Path, theirs: Path) -> str:
 
 
 def native_bfloat16() -> bool:
+    """True on CPUs with bfloat16 instructions (AVX-512 BF16 or AMX), which the fast mode is made for."""
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Builds the photos, runs the commands alternating and prints the table; 2 when rembg is missing."""
     args = parse_args(argv)
     if not rembg_available(args.rembg_python):
         print(INSTALL_HINT.format(python=args.rembg_python), file=sys.stderr)
@@ -138,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     bfloat16 = args.bfloat16 == "yes" or (args.bfloat16 == "auto" and native_bfloat16())
     if bfloat16:
-        commands["bfloat16"] = ("rmbg remove bfloat16", lambda src, out: [*rmbg, "--dtype", "bfloat16", src, "-o", out])
+        commands["bfloat16"] = ("rmbg remove bfloat16",
+                                lambda src, out: [*rmbg, "--dtype", "bfloat16", src, "-o", out])
     jobs = {"one": single, "folder": folder}
     results = {(slug, job): [] for slug in commands for job in jobs}
     slugs = list(commands)
