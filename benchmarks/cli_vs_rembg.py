@@ -56,7 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def rembg_available(python: str) -> bool:
     """True when ``python`` can import rembg's command line and onnxruntime."""
-    return subprocess.run([python, "-c", "import rembg.cli, onnxruntime"], capture_output=True).returncode == 0
+    try:
+        return subprocess.run([python, "-c", "import rembg.cli, onnxruntime"], capture_output=True).returncode == 0
+    except OSError:  # no such interpreter
+        return False
 
 
 def export_onnx(model: str, folder: Path) -> Path:
