@@ -38,9 +38,9 @@ FIXTURE = REPO.parent / "shared" / "fixtures" / "isnet-real"
 LONG_SIDES = (800, 1200, 1600, 2000)
 
 
-def build_photos(folder: Path, count: int, rounds: int) -> list[Path]:
+def build_photos(folder: Path, count: int, rounds: int, long_sides: tuple[int, ...] = LONG_SIDES) -> list[Path]:
     """``count`` JPEG photos in ``rounds`` sub-folders: random crops of the fixture photos (or of smooth
-    noise), resized; returns the sub-folders."""
+    noise), resized to ``long_sides`` in turn; returns the sub-folders."""
     rng = np.random.default_rng(0)
     bases = [Image.open(path).convert("RGB") for path in sorted(FIXTURE.glob("*.png")) if ".mask" not in path.name]
     if not bases:
@@ -52,7 +52,7 @@ def build_photos(folder: Path, count: int, rounds: int) -> list[Path]:
         crop_w, crop_h = int(width * rng.uniform(0.6, 1.0)), int(height * rng.uniform(0.6, 1.0))
         left, top = int(rng.integers(0, width - crop_w + 1)), int(rng.integers(0, height - crop_h + 1))
         crop = base.crop((left, top, left + crop_w, top + crop_h))
-        scale = LONG_SIDES[i % len(LONG_SIDES)] / max(crop.size)
+        scale = long_sides[i % len(long_sides)] / max(crop.size)
         photo = crop.resize((round(crop.size[0] * scale), round(crop.size[1] * scale)), Image.BICUBIC)
         part = folder / f"round{i % rounds}"
         part.mkdir(parents=True, exist_ok=True)

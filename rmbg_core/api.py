@@ -9,9 +9,8 @@ from PIL import Image
 
 from .edges.compose import Color, composite, cutout, parse_color, to_pil
 from .edges.refine import RefinementLike, apply_refinement, as_refinement
-from .model.images import ImageInput, RGBImage, read_image
+from .model.images import ImageInput, RGBImage, mask_to_uint8, read_image
 from .model.model import RMBGModel, load_model
-from .model.images import mask_to_uint8
 from .model.processing import MODEL_INPUT_SIZE, check_input_size
 
 
@@ -35,6 +34,9 @@ def render(image: RGBImage, mask: torch.Tensor, *, return_mask: bool = False,
     mask8 = mask_to_uint8(apply_refinement(mask, as_refinement(refine)))
     if return_mask:
         return to_pil(mask8)
+    if background is None and image.alpha is None and not estimate_foreground and image.pixels.dtype == torch.uint8:
+        # What cutout() then to_pil's rounding give, bit for bit, without full-size float copies.
+        return to_pil(torch.cat((image.pixels, mask8.unsqueeze(-1)), dim=-1))
     if background is None:
         return to_pil(cutout(image.pixels, mask8, image.alpha, estimate_foreground=estimate_foreground))
     return to_pil(composite(image.pixels, mask8, background, image.alpha, estimate_foreground=estimate_foreground))

@@ -98,14 +98,40 @@ def test_activations_captured_by_a_forward_hook_are_never_overwritten(network):
         assert torch.equal(kept, copied)
 
 
-def test_a_new_input_shape_drops_the_old_buffers(network):
+def pooled_buffers(network):
+    return [buffer for buffer, _ in network.buffer_pool._buffers]
+
+
+def test_a_smaller_input_reuses_the_buffers_a_larger_one_drops_them(network):
     with torch.inference_mode():
         network(batch(size=96))
         alone = network.buffer_pool.nbytes
         network.buffer_pool.clear()
         network(batch(size=64))
         network(batch(size=96))
-    assert network.buffer_pool.nbytes == alone
+        assert network.buffer_pool.nbytes == alone, "a larger input starts afresh"
+        held = pooled_buffers(network)
+        small = network(batch(seed=1, size=64))
+        network(batch(size=96))
+        network(batch(seed=2, size=64))
+    again = pooled_buffers(network)
+    assert len(again) == len(held) and all(a is b for a, b in zip(again, held)), "smaller passes took no new memory"
+    assert torch.equal(small, unpooled(network, batch(seed=1, size=64)))
+
+
+def test_a_smaller_pass_keeps_none_of_the_buffers_it_adds():
+    pool = BufferPool()
+    with pool.active(torch.empty(2, 3, 8, 8)):
+        busy = pool.take((1, 64, 64, 64), torch.float32)  # still read: not free for the next pass
+    with pool.active(torch.empty(1, 3, 8, 8)):
+        extra = pool.take((1, 64, 64, 64), torch.float32)
+    assert extra.data_ptr() != busy.data_ptr() and pool.nbytes == busy.numel() * 4
+    with pool.active(torch.empty(2, 3, 8, 8)):
+        pool.take((1, 64, 64, 64), torch.float32)
+    assert pool.nbytes == 2 * busy.numel() * 4, "a pass of the pool's own shape keeps what it adds"
+    with pool.active(torch.empty(1, 3, 8, 8, dtype=torch.bfloat16)):
+        pass
+    assert pool.nbytes == 0, "another dtype starts afresh"
 
 
 def test_release_gives_back_free_buffers(network, monkeypatch):

@@ -4,14 +4,15 @@ A forward pass writes gigabytes of activations at larger batches. Allocated anew
 is faulted in and zeroed by the kernel again, and on virtual machines that hand freed memory back to
 the host (free page reporting, ballooning) each fault also goes to the host, which can cost a large
 share of the forward pass (measurements: benchmarks/README.md). A :class:`BufferPool` keeps the buffers
-of the last input shape: the accelerator's kernels write into them (:mod:`rmbg_core.cpu.kernels`), so a
-repeated shape touches no new memory.
+of the largest input shape seen: the accelerator's kernels write into them (:mod:`rmbg_core.cpu.kernels`),
+so a repeated shape, or a smaller one (a last partial batch, a service's batches of varying size),
+touches no new memory.
 
 A buffer is handed out as a new tensor sharing its storage; it is free again once no tensor but the
 pool's own references that storage (views and results of in-place ops included), so an activation
 can never be reused while anything still reads it, a forward hook's copy included. The pool holds at
-most what one forward pass needed at once per shape; :meth:`BufferPool.clear` gives it back (a new
-input shape does so too).
+most what one forward pass of that largest shape needed at once (a smaller shape's pass keeps nothing it
+had to add); :meth:`BufferPool.clear` gives it back, as does a larger input or another dtype.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ MIN_POOLED_BYTES = 1 << 20
 # Results smaller than this do not make the pool give memory back (see BufferPool.release).
 RELEASE_MIN_BYTES = 64 << 20
 _ACTIVE: contextvars.ContextVar["BufferPool | None"] = contextvars.ContextVar("rmbg_buffer_pool", default=None)
+# False during a pass smaller than the pool's shape: buffers it must add are not kept.
+_KEEP_NEW: contextvars.ContextVar[bool] = contextvars.ContextVar("rmbg_buffer_pool_keep_new", default=True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -96,8 +99,9 @@ class BufferPool:
     def active(self, network_input: torch.Tensor) -> Iterator[None]:
         """Serve :func:`pooled_empty` from this pool while the block runs (this thread or task only).
 
-        Only for CPU inputs; a new input shape or dtype first drops the buffers of the old one, so the
-        pool holds what one shape needs, not the sum over shapes. Callers check
+        Only for CPU inputs. An input larger than the pool's shape (more elements) or of another dtype
+        first drops the old buffers; a smaller one reuses them and keeps nothing it adds, so the pool
+        holds what its largest shape needs, not the sum over shapes. Callers check
         :func:`rmbg_core.cpu.self_check.pool_ready` first (the use count it rests on is private to torch).
         """
         if network_input.device.type != "cpu":
@@ -105,13 +109,16 @@ class BufferPool:
             return
         key = (tuple(network_input.shape), network_input.dtype)
         with self._lock:
-            if key != self._input_key:
+            if (self._input_key is None or key[1] != self._input_key[1]
+                    or math.prod(key[0]) > math.prod(self._input_key[0])):
                 self._buffers.clear()
                 self._input_key = key
-        token = _ACTIVE.set(self)
+            keep_new = key == self._input_key
+        token, keep_token = _ACTIVE.set(self), _KEEP_NEW.set(keep_new)
         try:
             yield
         finally:
+            _KEEP_NEW.reset(keep_token)
             _ACTIVE.reset(token)
 
     def take(self, shape: tuple[int, ...], dtype: torch.dtype, channels_last: bool = True) -> torch.Tensor:
@@ -126,8 +133,9 @@ class BufferPool:
                 # A normal tensor, not an inference one: the pool serves inference_mode and no_grad alike.
                 with torch.inference_mode(False):
                     chosen = torch.empty(nbytes, dtype=torch.uint8)
-                self._buffers.append((chosen, _storage_use_count(chosen)))
-                self._buffers.sort(key=lambda entry: entry[0].numel())
+                if _KEEP_NEW.get():
+                    self._buffers.append((chosen, _storage_use_count(chosen)))
+                    self._buffers.sort(key=lambda entry: entry[0].numel())
             flat = chosen[:nbytes].view(dtype)
         return flat.as_strided(shape, _strides(tuple(shape), channels_last))
 

@@ -46,11 +46,12 @@ def winograd_suits(conv: torch.nn.Conv2d, in_channels: int, height: int, width: 
 def transform_weights(weight: torch.Tensor, tiles: int) -> tuple[torch.Tensor, ...]:
     """The 16 matrices ``G g G^T`` of a (N, C, 3, 3) weight, each as a oneDNN-blocked (N, C, 1, 1) weight.
 
-    Each is summed in float64 and rounded once, one at a time (a few MB of temporaries, not a float64
-    copy of the weight). ``tiles`` is the tile count of a band: oneDNN's layout depends on it, and
-    weights packed for another count are reordered again on every call.
+    Each is summed in float64 and rounded once, one at a time, from the nine taps converted to float64
+    once (at most 18 MB for 512x512 channels). ``tiles`` is the tile count of a band: oneDNN's layout
+    depends on it, and weights packed for another count are reordered again on every call.
     """
     out_channels, in_channels = weight.shape[:2]
+    taps = [[weight[:, :, k, m].detach().to(torch.float64) for m in range(3)] for k in range(3)]
     terms = []
     for a in range(4):
         for b in range(4):
@@ -58,7 +59,7 @@ def transform_weights(weight: torch.Tensor, tiles: int) -> tuple[torch.Tensor, .
             for k in range(3):
                 for m in range(3):
                     if _G[a][k] and _G[b][m]:
-                        u.add_(weight[:, :, k, m].detach().to(torch.float64), alpha=_G[a][k] * _G[b][m])
+                        u.add_(taps[k][m], alpha=_G[a][k] * _G[b][m])
             u = u.to(weight.dtype).reshape(out_channels, in_channels, 1, 1)
             terms.append(PrivateOps.reorder_weight(u, (0, 0), (1, 1), (1, 1), (1, in_channels, tiles, 1)))
     return tuple(terms)

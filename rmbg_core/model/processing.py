@@ -2,8 +2,8 @@
 
 Reference (model card): ``F.interpolate(rgb_float, size=[1024, 1024], mode="bilinear")``, ``/255``,
 ``-0.5``; output: first map, bilinear back to the input size, min-max per image, ``*255``, uint8 by
-truncation. The input resize here is the same arithmetic done a band of rows at a time, so a 24 MP
-photo never gets a full-resolution float copy.
+truncation. The input resize here is the same arithmetic in two passes (across, then down), a band of
+rows at a time, so a 24 MP photo never gets a full-resolution float copy.
 """
 
 from __future__ import annotations
@@ -40,36 +40,40 @@ def linear_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torc
 def resize_bilinear(images: torch.Tensor, size: tuple[int, int], scale: float = 1.0) -> torch.Tensor:
     """Resize channels-last ``images`` (B, H, W, C) of any dtype to float32 (B, h, w, C), times ``scale``.
 
-    Equal (to float rounding) to ``F.interpolate`` on the float tensor, but works a band of output
-    rows at a time from the original dtype, so no full-size float copy of the input is ever made.
+    Equal (to float rounding) to ``F.interpolate`` on the float tensor, in two passes: the source rows
+    the output reads (at most two per output row) are resampled across by torch's own bilinear kernel,
+    a band of rows at a time from the original dtype, then each output row blends its two rows. The
+    float buffers hold at most twice the output and a band, never a full-size float copy of the input.
     """
     batch, height, width, channels = images.shape
     out_h, out_w = size
     device = images.device
-    out = torch.empty((batch, out_h, out_w, channels), dtype=torch.float32, device=device)
     if (height, width) == (out_h, out_w):  # bilinear at scale 1 is the identity (weights 1 and 0)
+        out = torch.empty((batch, out_h, out_w, channels), dtype=torch.float32, device=device)
         out.copy_(images)
         return out.mul_(scale) if scale != 1.0 else out
     row0, row1, row_w0, row_w1 = linear_taps(height, out_h, device)
-    col0, col1, col_w0, col_w1 = linear_taps(width, out_w, device)
-    col_w0 = col_w0[:, None]
-    col_w1 = col_w1[:, None]
+    rows = torch.unique(torch.cat((row0, row1)))  # sorted
+    across = torch.empty((batch, len(rows), out_w, channels), dtype=torch.float32, device=device)
     band = max(1, RESIZE_BAND_ELEMENTS // max(1, batch * width * channels))
+    for start in range(0, len(rows), band):
+        picked = rows[start:start + band]
+        slab = images.index_select(1, picked).to(torch.float32)
+        if scale != 1.0:
+            slab.mul_(scale)
+        # Resampled to its own height, a slab keeps its rows exactly (weights 1 and 0): only columns change.
+        across[:, start:start + len(picked)] = torch.ops.aten.upsample_bilinear2d(
+            slab.permute(0, 3, 1, 2), [len(picked), out_w], False, None, None).permute(0, 2, 3, 1)
+        del slab
+    where = torch.empty(height, dtype=torch.int64, device=device)
+    where[rows] = torch.arange(len(rows), device=device)
+    out = torch.empty((batch, out_h, out_w, channels), dtype=torch.float32, device=device)
+    band = max(1, RESIZE_BAND_ELEMENTS // max(1, batch * out_w * channels))
     for start in range(0, out_h, band):
         stop = min(out_h, start + band)
-        picked = images.index_select(1, torch.cat((row0[start:stop], row1[start:stop])))
-        # Columns are picked in the source dtype: only 2 x out_w columns per row become float.
-        left = picked.index_select(2, col0).to(torch.float32)
-        right = picked.index_select(2, col1).to(torch.float32)
-        del picked
-        if scale != 1.0:
-            left.mul_(scale)
-            right.mul_(scale)
-        across = left.mul_(col_w0).add_(right.mul_(col_w1))
-        top, bottom = across.split(stop - start, dim=1)
         target = out[:, start:stop]
-        torch.mul(top, row_w0[start:stop, None, None], out=target)
-        target.add_(bottom.mul_(row_w1[start:stop, None, None]))
+        torch.mul(across.index_select(1, where[row0[start:stop]]), row_w0[start:stop, None, None], out=target)
+        target.add_(across.index_select(1, where[row1[start:stop]]).mul_(row_w1[start:stop, None, None]))
     return out
 
 
