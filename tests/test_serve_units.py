@@ -357,7 +357,7 @@ def test_create_app_takes_settings_or_keywords(real_model):
 
     app = create_app(real_model, settings=ServeSettings(max_batch=2))
     assert app.state.service.settings.max_batch == 2
-    assert create_app(real_model, queue=0).state.service.settings.admitted_limit == 8
+    assert create_app(real_model, queue=0).state.service.settings.admitted_limit(real_model.device) == 1  # CPU
     with pytest.raises(TypeError):
         create_app(real_model, settings=ServeSettings(), queue=1)
     with pytest.raises(OptionError, match="max_batch"):
@@ -372,7 +372,14 @@ def test_settings_are_checked():
                           ({"token": " "}, "token"), ({"input_size": 0}, "input_size")):
         with pytest.raises((OptionError, ValueError), match=word):
             ServeSettings(**options)
-    assert ServeSettings(max_batch=3, queue=2).admitted_limit == 5
+    assert ServeSettings(max_batch=3, queue=2).admitted_limit("cpu") == 5
+
+
+def test_max_batch_defaults_to_8_on_a_gpu_and_1_on_the_cpu():
+    from rmbg_core.serve import ServeSettings
+
+    assert [ServeSettings().batch_limit(device) for device in ("cpu", "cuda", "cuda:1", "mps")] == [1, 8, 8, 8]
+    assert ServeSettings(max_batch=4).batch_limit("cpu") == ServeSettings(max_batch=4).batch_limit("cuda") == 4
 
 
 # --- the command ----------------------------------------------------------------------------------------------

@@ -54,7 +54,8 @@ def add_serve_command(subparsers: Any) -> None:
     add_model_arguments(serve)
     limits = serve.add_argument_group("batching and limits")
     limits.add_argument("--max-batch", type=positive_int, default=defaults.max_batch, metavar="N",
-                        help="most images in one forward pass (default: %(default)s)")
+                        help="most images in one forward pass (default: 8 on a GPU, 1 on the CPU, where batching "
+                             "gains nothing)")
     limits.add_argument("--max-wait-ms", type=non_negative_float, default=defaults.max_wait_ms, metavar="MS",
                         help="how long a pass waits for more images to fill its batch (default: %(default)g)")
     limits.add_argument("--queue", type=non_negative_int, default=defaults.queue, metavar="N",

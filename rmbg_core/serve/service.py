@@ -3,7 +3,7 @@
 Everything here is the core's: ``images.read_image`` decodes (via :mod:`.uploads`), ``RMBGModel.predict``
 runs in the :class:`BatchWorker`, ``api.render`` builds the output and ``formats.OUTPUT_FORMATS`` encodes it.
 Decoding and encoding run in a small thread pool, never on the event loop. Admission is bounded
-(``ServeSettings.admitted_limit``), so memory is too; a full service answers 503 with Retry-After.
+(``ServeSettings.admitted_limit`` for the model's device), so memory is too; a full service answers 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class RemovalService:
         self.settings = settings
         self.model: RMBGModel | None = model if isinstance(model, RMBGModel) else None
         self.worker: BatchWorker | None = None
+        self.max_batch = settings.max_batch or 1  # settled for the model's device once it has loaded
         self.load_error: str | None = None
         self.on_fatal: Callable[[str], None] | None = None
         self.admitted = 0
@@ -57,7 +58,8 @@ class RemovalService:
                 source = {} if self.source is None else {"source": self.source}
                 model = load_model(**source, device=self.settings.device, dtype=self.settings.dtype)
             self.model = model
-            self.worker = BatchWorker(model, input_size=self.settings.input_size, max_batch=self.settings.max_batch,
+            self.max_batch = self.settings.batch_limit(model.device)
+            self.worker = BatchWorker(model, input_size=self.settings.input_size, max_batch=self.max_batch,
                                       max_wait_s=self.settings.max_wait_ms / 1000.0)
         except RMBGError as exc:
             self._fail(str(exc))
@@ -87,7 +89,7 @@ class RemovalService:
         if not self.ready:
             reason = f"model failed to load: {self.load_error}" if self.load_error else "the model is still loading"
             raise Problem(503, reason, {"Retry-After": "2"})
-        if self.admitted >= self.settings.admitted_limit:
+        if self.admitted >= self.max_batch + self.settings.queue:
             self.refused_busy += 1
             raise Problem(503, f"server busy: {self.admitted} requests in progress; retry later",
                           {"Retry-After": str(self.retry_after())})
@@ -101,7 +103,7 @@ class RemovalService:
         """Seconds until the queue has likely moved on: the passes needed for what is admitted."""
         stats = self.worker.stats if self.worker is not None else None
         per_pass = stats.seconds_per_pass if stats is not None else 0.0
-        return max(1, math.ceil(per_pass * math.ceil(self.admitted / self.settings.max_batch)))
+        return max(1, math.ceil(per_pass * math.ceil(self.admitted / self.max_batch)))
 
     async def remove(self, upload: Upload, options: RemoveOptions, receive: Receive) -> bytes | None:
         """Decode, predict (batched), render and encode one upload; None if the client left meanwhile.
@@ -153,7 +155,8 @@ class RemovalService:
             "model": None if model is None else {"source": model.source, "device": str(model.device),
                                                   "dtype": str(model.dtype).replace("torch.", "")},
             "input_size": list(settings.input_size),
-            "limits": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms, "queue": settings.queue,
+            "limits": {"max_batch": self.max_batch if self.ready else settings.max_batch,
+                       "max_wait_ms": settings.max_wait_ms, "queue": settings.queue,
                        "max_upload_mb": settings.max_upload_mb, "max_megapixels": settings.max_megapixels,
                        "allow_urls": settings.allow_urls, "token_required": settings.token is not None},
             "stats": {"in_progress": self.admitted, "refused_busy": self.refused_busy,

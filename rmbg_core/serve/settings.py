@@ -5,9 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 from ..errors import OptionError
 from ..model.processing import MODEL_INPUT_SIZE, check_input_size
 from ..options import check_count
+
+# Images per forward pass on a GPU unless --max-batch says otherwise (the CPU's default is 1).
+ACCELERATOR_MAX_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -16,13 +21,15 @@ class ServeSettings:
 
     ``device`` and ``dtype`` only apply when the app loads the model itself (from a source, not an
     :class:`RMBGModel`). At most ``max_batch + queue`` removal requests are admitted at once (uploading,
-    waiting or in the model); more get 503, so memory stays bounded whatever the load.
+    waiting or in the model); more get 503, so memory stays bounded whatever the load. ``max_batch`` None
+    is :data:`ACCELERATOR_MAX_BATCH` on a GPU and 1 on the CPU: there a batch gains nothing, and after one
+    the process's later single passes ran slower (benchmarks/README.md, ``serve_load.py``).
     """
 
     device: str = "auto"
     dtype: str = "auto"
     input_size: tuple[int, int] = MODEL_INPUT_SIZE
-    max_batch: int = 8
+    max_batch: int | None = None
     max_wait_ms: float = 10.0
     queue: int = 32
     max_upload_mb: float = 25.0
@@ -34,7 +41,8 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_size", check_input_size(self.input_size))
-        check_count(self.max_batch, "max_batch", 1)
+        if self.max_batch is not None:
+            check_count(self.max_batch, "max_batch", 1)
         check_count(self.queue, "queue", 0)
         check_count(self.workers, "workers", 1)
         for name in ("max_wait_ms", "max_upload_mb", "max_megapixels", "url_timeout_s"):
@@ -55,7 +63,12 @@ class ServeSettings:
     def max_pixels(self) -> int:
         return int(self.max_megapixels * 1_000_000)
 
-    @property
-    def admitted_limit(self) -> int:
-        """Removal requests handled at once; one more is refused with 503."""
-        return self.max_batch + self.queue
+    def batch_limit(self, device: torch.device | str) -> int:
+        """Most images in one forward pass for a model on ``device`` (``max_batch``, or its default there)."""
+        if self.max_batch is not None:
+            return self.max_batch
+        return 1 if torch.device(device).type == "cpu" else ACCELERATOR_MAX_BATCH
+
+    def admitted_limit(self, device: torch.device | str) -> int:
+        """Removal requests handled at once for a model on ``device``; one more is refused with 503."""
+        return self.batch_limit(device) + self.queue
