@@ -77,7 +77,7 @@ class RMBGModel:
         chunks of ``batch_size`` so memory stays bounded; every mask is min-max normalised on its
         own, so results equal one-at-a-time. ``callback(done, total)`` runs after each chunk (it
         may raise to cancel). On the CPU the network keeps its activation buffers for the next call
-        (about 250 MB per image of ``batch_size``, see :mod:`rmbg_core.cpu.buffer_pool`);
+        (about 250 MB per image of the largest batch so far, see :mod:`rmbg_core.cpu.buffer_pool`);
         ``keep_buffers=False`` gives them back when this call ends, for hosts that run other models
         between calls.
         """

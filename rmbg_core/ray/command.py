@@ -44,7 +44,7 @@ def run_remove_on_ray(args: argparse.Namespace, output_format: OutputFormat, edg
 
 
 def run_planned(plan: Plan, summary: Summary, reporter: Reporter, *, predictor: dict[str, Any], cluster: Cluster,
-                input_store: Any, output_store: Any) -> None:
+                input_store: RemoteStore | None, output_store: RemoteStore | None) -> None:
     """Join (or start) the cluster, run the planned tasks on it and leave it as found."""
     joined = connect(cluster.address)
     try:
